@@ -1,0 +1,1 @@
+//! [`UnverifiedJwt`] + keys → `VerifiedClaims` (stub: to be implemented).

@@ -1,0 +1,436 @@
+//! Configuration: raw environment strings → a typed, validated [`Config`].
+//!
+//! Stage: start-up, before anything else runs. Input: the process environment (or any
+//! `name → value` lookup, so tests need not touch the real environment). Output: typed settings.
+//! Invariants: every error names the variable it comes from; a command asks only for the
+//! settings it uses ([`JwtConfig`] is built only by commands that verify tokens); turning a
+//! check off must be spelled out, never implied by a missing variable.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+
+/// A configuration error. The message names the variable and the value's problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("`{0}` is required but not set")]
+    Missing(&'static str),
+    #[error("`{name}` is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { name, reason: reason.into() }
+}
+
+/// Where environment values come from: the real environment, or a map in tests.
+pub trait Env {
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl Env for BTreeMap<String, String> {
+    fn get(&self, name: &str) -> Option<String> {
+        BTreeMap::get(self, name).cloned()
+    }
+}
+
+impl Env for BTreeMap<&str, &str> {
+    fn get(&self, name: &str) -> Option<String> {
+        BTreeMap::get(self, name).map(|v| (*v).to_owned())
+    }
+}
+
+/// A variable's value, with surrounding whitespace removed; empty counts as unset.
+fn value(env: &dyn Env, name: &str) -> Option<String> {
+    env.get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+fn list(env: &dyn Env, name: &'static str) -> Result<Vec<String>, ConfigError> {
+    let raw = value(env, name).ok_or(ConfigError::Missing(name))?;
+    let items: Vec<String> = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if items.is_empty() {
+        return Err(invalid(name, "the list is empty"));
+    }
+    Ok(items)
+}
+
+fn seconds(
+    env: &dyn Env,
+    name: &'static str,
+    default: u64,
+    max: u64,
+) -> Result<Duration, ConfigError> {
+    match value(env, name) {
+        None => Ok(Duration::from_secs(default)),
+        Some(v) => {
+            let n: u64 = v
+                .parse()
+                .map_err(|_| invalid(name, format!("`{v}` is not a whole number of seconds")))?;
+            if n > max {
+                return Err(invalid(name, format!("`{v}` is more than the maximum of {max}")));
+            }
+            Ok(Duration::from_secs(n))
+        }
+    }
+}
+
+fn millis(
+    env: &dyn Env,
+    name: &'static str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<Duration, ConfigError> {
+    match value(env, name) {
+        None => Ok(Duration::from_millis(default)),
+        Some(v) => {
+            let n: u64 = v.parse().map_err(|_| {
+                invalid(name, format!("`{v}` is not a whole number of milliseconds"))
+            })?;
+            if !(min..=max).contains(&n) {
+                return Err(invalid(name, format!("`{v}` is outside {min}..={max}")));
+            }
+            Ok(Duration::from_millis(n))
+        }
+    }
+}
+
+fn count(
+    env: &dyn Env,
+    name: &'static str,
+    default: usize,
+    min: usize,
+    max: usize,
+) -> Result<usize, ConfigError> {
+    match value(env, name) {
+        None => Ok(default),
+        Some(v) => {
+            let n: usize =
+                v.parse().map_err(|_| invalid(name, format!("`{v}` is not a whole number")))?;
+            if !(min..=max).contains(&n) {
+                return Err(invalid(name, format!("`{v}` is outside {min}..={max}")));
+            }
+            Ok(n)
+        }
+    }
+}
+
+fn file(env: &dyn Env, name: &'static str) -> Option<PathBuf> {
+    value(env, name).map(PathBuf::from)
+}
+
+/// An `http(s)` URL. Plain `http` is accepted only for loopback hosts (local development and
+/// tests): keys fetched over plain HTTP from anywhere else could be swapped in transit.
+pub fn parse_fetch_url(name: &'static str, raw: &str) -> Result<reqwest::Url, ConfigError> {
+    let url =
+        reqwest::Url::parse(raw).map_err(|e| invalid(name, format!("`{raw}` is not a URL: {e}")))?;
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if is_loopback(&url) => Ok(url),
+        "http" => Err(invalid(
+            name,
+            format!("`{raw}` uses plain http; only https is accepted (http only for loopback hosts)"),
+        )),
+        other => Err(invalid(name, format!("`{raw}` has unsupported scheme `{other}`"))),
+    }
+}
+
+fn is_loopback(url: &reqwest::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// The JWT algorithms cedargate verifies. HMAC is absent on purpose: a shared secret in an
+/// authorizer is a key that can mint tokens, and `alg` confusion between RSA keys and HMAC is
+/// a classic forgery.
+pub const SUPPORTED_ALGORITHMS: &[(&str, Algorithm)] = &[
+    ("RS256", Algorithm::RS256),
+    ("RS384", Algorithm::RS384),
+    ("RS512", Algorithm::RS512),
+    ("PS256", Algorithm::PS256),
+    ("PS384", Algorithm::PS384),
+    ("PS512", Algorithm::PS512),
+    ("ES256", Algorithm::ES256),
+    ("ES384", Algorithm::ES384),
+    ("EdDSA", Algorithm::EdDSA),
+];
+
+fn algorithms(env: &dyn Env) -> Result<Vec<Algorithm>, ConfigError> {
+    const NAME: &str = "CEDARGATE_ALGORITHMS";
+    let raw = value(env, NAME).unwrap_or_else(|| "RS256".to_owned());
+    let mut out = Vec::new();
+    for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let alg = SUPPORTED_ALGORITHMS
+            .iter()
+            .find(|(n, _)| *n == item)
+            .map(|(_, a)| *a)
+            .ok_or_else(|| {
+                let known: Vec<&str> = SUPPORTED_ALGORITHMS.iter().map(|(n, _)| *n).collect();
+                invalid(NAME, format!("`{item}` is not one of {}", known.join(", ")))
+            })?;
+        if !out.contains(&alg) {
+            out.push(alg);
+        }
+    }
+    if out.is_empty() {
+        return Err(invalid(NAME, "the list is empty"));
+    }
+    Ok(out)
+}
+
+/// Everything token verification needs.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    /// Accepted `iss` values, compared as exact strings (Auth0's trailing `/` included).
+    pub issuers: Vec<String>,
+    /// Accepted `aud` values; a token must name at least one.
+    pub audiences: Vec<String>,
+    /// Explicit JWKS URL; when absent (and no file or PEM key is given) the JWKS URL comes from
+    /// OIDC discovery of the (first) issuer.
+    pub jwks_url: Option<reqwest::Url>,
+    /// A JWKS loaded at start: keys available without network.
+    pub jwks_file: Option<PathBuf>,
+    /// A PEM public key or X.509 certificate.
+    pub public_key_file: Option<PathBuf>,
+    /// Allowed `alg` values.
+    pub algorithms: Vec<Algorithm>,
+    /// Clock skew tolerated for `exp`, `nbf` and `iat`.
+    pub leeway: Duration,
+    /// Tokens longer than this are refused before any parsing.
+    pub max_token_bytes: usize,
+    /// At most one JWKS refetch for an unknown `kid` per this window.
+    pub jwks_cooldown: Duration,
+    /// Keys older than this are refreshed on the next use.
+    pub jwks_max_age: Duration,
+    /// Timeout for discovery and JWKS requests.
+    pub http_timeout: Duration,
+}
+
+impl JwtConfig {
+    pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
+        let issuers = list(env, "CEDARGATE_ISSUER")?;
+        let audiences = list(env, "CEDARGATE_AUDIENCE")?;
+        let jwks_url = value(env, "CEDARGATE_JWKS_URL")
+            .map(|raw| parse_fetch_url("CEDARGATE_JWKS_URL", &raw))
+            .transpose()?;
+        // Discovery is derived from the issuer; a non-URL issuer is fine only when keys come
+        // from elsewhere.
+        let jwks_file = file(env, "CEDARGATE_JWKS_FILE");
+        let public_key_file = file(env, "CEDARGATE_PUBLIC_KEY_FILE");
+        if jwks_url.is_none() && jwks_file.is_none() && public_key_file.is_none() {
+            for iss in &issuers {
+                parse_fetch_url("CEDARGATE_ISSUER", iss)?;
+            }
+        }
+        Ok(Self {
+            issuers,
+            audiences,
+            jwks_url,
+            jwks_file,
+            public_key_file,
+            algorithms: algorithms(env)?,
+            leeway: seconds(env, "CEDARGATE_CLOCK_SKEW_SECONDS", 5, 300)?,
+            max_token_bytes: count(env, "CEDARGATE_MAX_TOKEN_BYTES", 16 * 1024, 256, 1 << 20)?,
+            jwks_cooldown: seconds(env, "CEDARGATE_JWKS_COOLDOWN_SECONDS", 30, 86_400)?,
+            jwks_max_age: seconds(env, "CEDARGATE_JWKS_MAX_AGE_SECONDS", 3_600, 7 * 86_400)?,
+            http_timeout: millis(env, "CEDARGATE_HTTP_TIMEOUT_MS", 3_000, 100, 60_000)?,
+        })
+    }
+}
+
+/// Where the policy bundle comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicySource {
+    /// A bundle directory (`schema/`, `policies/`, …).
+    Dir(PathBuf),
+    /// A published bundle object.
+    S3 { bucket: String, key: String },
+}
+
+impl PolicySource {
+    pub fn parse(name: &'static str, raw: &str) -> Result<Self, ConfigError> {
+        if let Some(rest) = raw.strip_prefix("s3://") {
+            let (bucket, key) = rest
+                .split_once('/')
+                .ok_or_else(|| invalid(name, format!("`{raw}` has no key; use s3://bucket/key")))?;
+            if bucket.is_empty() || key.is_empty() {
+                return Err(invalid(name, format!("`{raw}` needs both a bucket and a key")));
+            }
+            return Ok(Self::S3 { bucket: bucket.to_owned(), key: key.to_owned() });
+        }
+        if raw.contains("://") {
+            return Err(invalid(name, format!("`{raw}` is neither a directory nor s3://bucket/key")));
+        }
+        Ok(Self::Dir(PathBuf::from(raw)))
+    }
+}
+
+impl std::fmt::Display for PolicySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Dir(p) => write!(f, "{}", p.display()),
+            Self::S3 { bucket, key } => write!(f, "s3://{bucket}/{key}"),
+        }
+    }
+}
+
+/// Everything the policy store needs.
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    pub source: PolicySource,
+    /// How stale a loaded bundle may get before a conditional re-fetch.
+    pub refresh: Duration,
+    /// The bound on one refresh at the start of an invocation.
+    pub refresh_timeout: Duration,
+    /// Bundles larger than this are refused.
+    pub max_bundle_bytes: usize,
+}
+
+impl PolicyConfig {
+    pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
+        const SOURCE: &str = "CEDARGATE_POLICY_SOURCE";
+        let raw = value(env, SOURCE).unwrap_or_else(|| ".".to_owned());
+        Ok(Self {
+            source: PolicySource::parse(SOURCE, &raw)?,
+            refresh: seconds(env, "CEDARGATE_POLICY_REFRESH_SECONDS", 30, 86_400)?,
+            refresh_timeout: millis(env, "CEDARGATE_POLICY_TIMEOUT_MS", 1_500, 50, 60_000)?,
+            max_bundle_bytes: count(
+                env,
+                "CEDARGATE_MAX_BUNDLE_BYTES",
+                64 * 1024 * 1024,
+                1024,
+                1 << 30,
+            )?,
+        })
+    }
+}
+
+/// What the authorizer response carries besides the policy.
+#[derive(Debug, Clone)]
+pub struct ResponseConfig {
+    /// Claims copied into the response `context` (flattened for API Gateway).
+    pub context_claims: Vec<String>,
+    /// The claim whose value becomes `usageIdentifierKey`, when usage plans are in use.
+    pub usage_key_claim: Option<String>,
+}
+
+impl ResponseConfig {
+    pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
+        let context_claims = match value(env, "CEDARGATE_CONTEXT_CLAIMS") {
+            None => vec!["sub".to_owned(), "scope".to_owned()],
+            Some(v) if v == "-" => Vec::new(),
+            Some(v) => v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        };
+        Ok(Self { context_claims, usage_key_claim: value(env, "CEDARGATE_USAGE_KEY_CLAIM") })
+    }
+}
+
+/// The full configuration of the authorizer (Lambda, `invoke`, `serve`).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub jwt: JwtConfig,
+    pub policy: PolicyConfig,
+    pub response: ResponseConfig,
+}
+
+impl Config {
+    pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            jwt: JwtConfig::from_env(env)?,
+            policy: PolicyConfig::from_env(env)?,
+            response: ResponseConfig::from_env(env)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&'static str, &'static str)]) -> BTreeMap<&'static str, &'static str> {
+        pairs.iter().copied().collect()
+    }
+
+    #[test]
+    fn issuer_and_audience_are_required_and_named() {
+        let e = env(&[("CEDARGATE_AUDIENCE", "a")]);
+        assert_eq!(JwtConfig::from_env(&e).unwrap_err(), ConfigError::Missing("CEDARGATE_ISSUER"));
+        let e = env(&[("CEDARGATE_ISSUER", "https://x/")]);
+        assert_eq!(
+            JwtConfig::from_env(&e).unwrap_err(),
+            ConfigError::Missing("CEDARGATE_AUDIENCE")
+        );
+    }
+
+    #[test]
+    fn lists_keep_exact_strings() {
+        let e = env(&[
+            ("CEDARGATE_ISSUER", "https://a.auth0.com/, https://b.example"),
+            ("CEDARGATE_AUDIENCE", "api"),
+        ]);
+        let c = JwtConfig::from_env(&e).unwrap();
+        assert_eq!(c.issuers, vec!["https://a.auth0.com/", "https://b.example"]);
+        assert_eq!(c.algorithms, vec![Algorithm::RS256]);
+    }
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        let base = [("CEDARGATE_ISSUER", "https://x/"), ("CEDARGATE_AUDIENCE", "a")];
+        let mut e = env(&base);
+        e.insert("CEDARGATE_JWKS_URL", "http://127.0.0.1:8080/jwks");
+        assert!(JwtConfig::from_env(&e).is_ok());
+        e.insert("CEDARGATE_JWKS_URL", "http://keys.example/jwks");
+        let err = JwtConfig::from_env(&e).unwrap_err().to_string();
+        assert!(err.contains("CEDARGATE_JWKS_URL"), "{err}");
+    }
+
+    #[test]
+    fn unknown_and_symmetric_algorithms_are_refused() {
+        let e = env(&[
+            ("CEDARGATE_ISSUER", "https://x/"),
+            ("CEDARGATE_AUDIENCE", "a"),
+            ("CEDARGATE_ALGORITHMS", "RS256,HS256"),
+        ]);
+        let err = JwtConfig::from_env(&e).unwrap_err().to_string();
+        assert!(err.contains("CEDARGATE_ALGORITHMS") && err.contains("HS256"), "{err}");
+    }
+
+    #[test]
+    fn numbers_are_checked() {
+        let e = env(&[("CEDARGATE_POLICY_REFRESH_SECONDS", "soon")]);
+        let err = PolicyConfig::from_env(&e).unwrap_err().to_string();
+        assert!(err.contains("CEDARGATE_POLICY_REFRESH_SECONDS"), "{err}");
+    }
+
+    #[test]
+    fn policy_source_forms() {
+        assert_eq!(
+            PolicySource::parse("X", "s3://b/k/v.json").unwrap(),
+            PolicySource::S3 { bucket: "b".into(), key: "k/v.json".into() }
+        );
+        assert_eq!(PolicySource::parse("X", ".").unwrap(), PolicySource::Dir(".".into()));
+        assert!(PolicySource::parse("X", "s3://bucket").is_err());
+        assert!(PolicySource::parse("X", "https://x/y").is_err());
+    }
+}

@@ -1,0 +1,1 @@
+//! Authorizer events (stub).

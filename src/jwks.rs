@@ -1,0 +1,1 @@
+//! Verification keys (stub: to be implemented).

@@ -1,0 +1,1 @@
+//! Bearer token → [`UnverifiedJwt`] (stub: to be implemented).
