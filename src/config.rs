@@ -22,7 +22,10 @@ pub enum ConfigError {
 }
 
 fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { name, reason: reason.into() }
+    ConfigError::Invalid {
+        name,
+        reason: reason.into(),
+    }
 }
 
 /// Where environment values come from: the real environment, or a map in tests.
@@ -54,7 +57,9 @@ impl Env for BTreeMap<&str, &str> {
 
 /// A variable's value, with surrounding whitespace removed; empty counts as unset.
 fn value(env: &dyn Env, name: &str) -> Option<String> {
-    env.get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    env.get(name)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
 }
 
 fn list(env: &dyn Env, name: &'static str) -> Result<Vec<String>, ConfigError> {
@@ -84,7 +89,10 @@ fn seconds(
                 .parse()
                 .map_err(|_| invalid(name, format!("`{v}` is not a whole number of seconds")))?;
             if n > max {
-                return Err(invalid(name, format!("`{v}` is more than the maximum of {max}")));
+                return Err(invalid(
+                    name,
+                    format!("`{v}` is more than the maximum of {max}"),
+                ));
             }
             Ok(Duration::from_secs(n))
         }
@@ -122,8 +130,9 @@ fn count(
     match value(env, name) {
         None => Ok(default),
         Some(v) => {
-            let n: usize =
-                v.parse().map_err(|_| invalid(name, format!("`{v}` is not a whole number")))?;
+            let n: usize = v
+                .parse()
+                .map_err(|_| invalid(name, format!("`{v}` is not a whole number")))?;
             if !(min..=max).contains(&n) {
                 return Err(invalid(name, format!("`{v}` is outside {min}..={max}")));
             }
@@ -139,16 +148,21 @@ fn file(env: &dyn Env, name: &'static str) -> Option<PathBuf> {
 /// An `http(s)` URL. Plain `http` is accepted only for loopback hosts (local development and
 /// tests): keys fetched over plain HTTP from anywhere else could be swapped in transit.
 pub fn parse_fetch_url(name: &'static str, raw: &str) -> Result<reqwest::Url, ConfigError> {
-    let url =
-        reqwest::Url::parse(raw).map_err(|e| invalid(name, format!("`{raw}` is not a URL: {e}")))?;
+    let url = reqwest::Url::parse(raw)
+        .map_err(|e| invalid(name, format!("`{raw}` is not a URL: {e}")))?;
     match url.scheme() {
         "https" => Ok(url),
         "http" if is_loopback(&url) => Ok(url),
         "http" => Err(invalid(
             name,
-            format!("`{raw}` uses plain http; only https is accepted (http only for loopback hosts)"),
+            format!(
+                "`{raw}` uses plain http; only https is accepted (http only for loopback hosts)"
+            ),
         )),
-        other => Err(invalid(name, format!("`{raw}` has unsupported scheme `{other}`"))),
+        other => Err(invalid(
+            name,
+            format!("`{raw}` has unsupported scheme `{other}`"),
+        )),
     }
 }
 
@@ -275,12 +289,21 @@ impl PolicySource {
                 .split_once('/')
                 .ok_or_else(|| invalid(name, format!("`{raw}` has no key; use s3://bucket/key")))?;
             if bucket.is_empty() || key.is_empty() {
-                return Err(invalid(name, format!("`{raw}` needs both a bucket and a key")));
+                return Err(invalid(
+                    name,
+                    format!("`{raw}` needs both a bucket and a key"),
+                ));
             }
-            return Ok(Self::S3 { bucket: bucket.to_owned(), key: key.to_owned() });
+            return Ok(Self::S3 {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+            });
         }
         if raw.contains("://") {
-            return Err(invalid(name, format!("`{raw}` is neither a directory nor s3://bucket/key")));
+            return Err(invalid(
+                name,
+                format!("`{raw}` is neither a directory nor s3://bucket/key"),
+            ));
         }
         Ok(Self::Dir(PathBuf::from(raw)))
     }
@@ -340,9 +363,17 @@ impl ResponseConfig {
         let context_claims = match value(env, "CEDARGATE_CONTEXT_CLAIMS") {
             None => vec!["sub".to_owned(), "scope".to_owned()],
             Some(v) if v == "-" => Vec::new(),
-            Some(v) => v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+            Some(v) => v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
         };
-        Ok(Self { context_claims, usage_key_claim: value(env, "CEDARGATE_USAGE_KEY_CLAIM") })
+        Ok(Self {
+            context_claims,
+            usage_key_claim: value(env, "CEDARGATE_USAGE_KEY_CLAIM"),
+        })
     }
 }
 
@@ -375,7 +406,10 @@ mod tests {
     #[test]
     fn issuer_and_audience_are_required_and_named() {
         let e = env(&[("CEDARGATE_AUDIENCE", "a")]);
-        assert_eq!(JwtConfig::from_env(&e).unwrap_err(), ConfigError::Missing("CEDARGATE_ISSUER"));
+        assert_eq!(
+            JwtConfig::from_env(&e).unwrap_err(),
+            ConfigError::Missing("CEDARGATE_ISSUER")
+        );
         let e = env(&[("CEDARGATE_ISSUER", "https://x/")]);
         assert_eq!(
             JwtConfig::from_env(&e).unwrap_err(),
@@ -386,7 +420,10 @@ mod tests {
     #[test]
     fn lists_keep_exact_strings() {
         let e = env(&[
-            ("CEDARGATE_ISSUER", "https://a.auth0.com/, https://b.example"),
+            (
+                "CEDARGATE_ISSUER",
+                "https://a.auth0.com/, https://b.example",
+            ),
             ("CEDARGATE_AUDIENCE", "api"),
         ]);
         let c = JwtConfig::from_env(&e).unwrap();
@@ -396,7 +433,10 @@ mod tests {
 
     #[test]
     fn plain_http_only_on_loopback() {
-        let base = [("CEDARGATE_ISSUER", "https://x/"), ("CEDARGATE_AUDIENCE", "a")];
+        let base = [
+            ("CEDARGATE_ISSUER", "https://x/"),
+            ("CEDARGATE_AUDIENCE", "a"),
+        ];
         let mut e = env(&base);
         e.insert("CEDARGATE_JWKS_URL", "http://127.0.0.1:8080/jwks");
         assert!(JwtConfig::from_env(&e).is_ok());
@@ -413,7 +453,10 @@ mod tests {
             ("CEDARGATE_ALGORITHMS", "RS256,HS256"),
         ]);
         let err = JwtConfig::from_env(&e).unwrap_err().to_string();
-        assert!(err.contains("CEDARGATE_ALGORITHMS") && err.contains("HS256"), "{err}");
+        assert!(
+            err.contains("CEDARGATE_ALGORITHMS") && err.contains("HS256"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -427,9 +470,15 @@ mod tests {
     fn policy_source_forms() {
         assert_eq!(
             PolicySource::parse("X", "s3://b/k/v.json").unwrap(),
-            PolicySource::S3 { bucket: "b".into(), key: "k/v.json".into() }
+            PolicySource::S3 {
+                bucket: "b".into(),
+                key: "k/v.json".into()
+            }
         );
-        assert_eq!(PolicySource::parse("X", ".").unwrap(), PolicySource::Dir(".".into()));
+        assert_eq!(
+            PolicySource::parse("X", ".").unwrap(),
+            PolicySource::Dir(".".into())
+        );
         assert!(PolicySource::parse("X", "s3://bucket").is_err());
         assert!(PolicySource::parse("X", "https://x/y").is_err());
     }

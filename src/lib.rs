@@ -8,7 +8,35 @@
 
 pub mod config;
 
-pub mod event;
-pub mod token;
-pub mod jwks;
+pub mod arn;
 pub mod claims;
+pub mod decide;
+pub mod entities;
+pub mod event;
+pub mod handler;
+pub mod iam;
+pub mod jwks;
+pub mod response;
+pub mod routes;
+pub mod token;
+
+pub mod store;
+
+pub mod cli;
+
+use std::sync::Arc;
+
+/// Builds the authorizer from configuration: key store, verifier, policy store.
+pub async fn build_authorizer(config: &config::Config) -> Result<handler::Authorizer, String> {
+    let keys = jwks::KeyStore::new(&config.jwt)
+        .await
+        .map_err(|e| e.to_string())?;
+    let verifier = claims::Verifier::new(&config.jwt, Arc::new(keys));
+    let store = Arc::new(store::Store::new(&config.policy));
+    Ok(handler::Authorizer::new(
+        &config.jwt,
+        verifier,
+        store,
+        config.response.clone(),
+    ))
+}

@@ -1,0 +1,56 @@
+//! `cedargate lambda`: the handler under the real Lambda runtime API.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use serde_json::Value;
+
+use crate::config::{Config, Env};
+use crate::handler::Unauthorized;
+
+impl From<Unauthorized> for Diagnostic {
+    fn from(_: Unauthorized) -> Self {
+        // API Gateway matches the message exactly to answer 401.
+        Diagnostic {
+            error_type: "Unauthorized".to_owned(),
+            error_message: "Unauthorized".to_owned(),
+        }
+    }
+}
+
+pub fn run(env: &dyn Env) -> ExitCode {
+    let config = match Config::from_env(env) {
+        Ok(c) => c,
+        Err(e) => return super::config_failure(&e),
+    };
+    let rt = match super::runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cedargate: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    rt.block_on(async move {
+        let authorizer = match crate::build_authorizer(&config).await {
+            Ok(a) => Arc::new(a),
+            Err(e) => {
+                eprintln!("cedargate: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        // Load (or fail loudly and deny) during the init phase, not on the first request.
+        authorizer.store().ensure_fresh().await;
+        let handler = service_fn(move |event: LambdaEvent<Value>| {
+            let authorizer = authorizer.clone();
+            async move { authorizer.handle(event.payload).await }
+        });
+        match lambda_runtime::run(handler).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("cedargate: lambda runtime: {e}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}

@@ -1,0 +1,907 @@
+//! IAM policy: the decision for every route → one exact, wildcarded IAM policy.
+//!
+//! Stage: after `decide`, before `response`. Input: a [`Plan`] computed once per route table
+//! (at bundle load), the per-route decisions, and the method ARN of the request. Output: a
+//! [`PolicyDocument`] whose Allow and Deny resources give, for every route and every concrete
+//! path API Gateway would send to that route, exactly the route's decision.
+//!
+//! ## Why this is not a simple translation
+//! In execute-api ARNs `*` matches any characters including `/`, so the pattern `GET/pets/*`
+//! written for `GET /pets/{id}` also matches `GET/pets/7/history`, which API Gateway sends to
+//! another route; and a `*` in the verb position can swallow path segments. API Gateway reuses
+//! the returned policy (cached per token) for every route, so any such spill would let a caller
+//! into a route the policies deny, or lock them out of one they may use.
+//!
+//! ## The model
+//! A resource is seen as a sequence of symbols: the verb, then the path segments (`GET/` is the
+//! root path, `$connect` the WebSocket connect route). A pattern is a sequence of literal
+//! symbols and `*`s, where a `*` between slashes matches one or more whole symbols. (Route
+//! literals cannot contain `/`, `*` or `?`, and a `*` that matches an empty string between two
+//! slashes matches an empty symbol, so this is exactly IAM's character-level matching.)
+//! Every route is split into *virtual routes*, one per verb it serves (`ANY` gives seven).
+//!
+//! At load, for a fixed set of candidate patterns (each route's own pattern, per-verb subtree
+//! patterns, deeper patterns for `{proxy+}` routes), [`Plan::new`] computes which virtual routes
+//! each pattern *hits* (matches some path routed there) and *covers* (matches every path routed
+//! there). Both are decided on finitely many "generic" paths: a path routed to a route stays
+//! routed there, and a pattern that matches it keeps matching, when every parameter value is
+//! replaced by a fresh symbol that equals no literal; so only the positions forced by literals
+//! and the lengths of `{proxy+}` expansions need to be enumerated, up to a bound past which
+//! nothing changes.
+//!
+//! At request time, [`Plan::build`] chooses Allow patterns that cover every allowed virtual
+//! route, and Deny patterns (which win in IAM) that cover every denied virtual route an Allow
+//! hits, using only Deny patterns that hit no allowed route. Then the policy is exact by
+//! construction. The choice is a greedy weighted set cover that prefers few, short resources.
+//!
+//! Some decision combinations cannot be expressed at all (an allowed `GET /{proxy+}` beside a
+//! denied `GET /pets/{id}`: no pattern matches `pets/<one segment>` without also matching
+//! `pets/a/b`). Then cedargate never allows more than the policies do: it leaves the affected
+//! routes out (cached answers for them are 403 until the cache expires), makes the current
+//! request's own answer exact, and reports the routes so they are logged.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::Serialize;
+
+use crate::routes::{Method, RouteId, RouteKind, RouteTable, Segment, METHODS, WEBSOCKET_CONNECT};
+
+/// A symbol no literal can equal: stands for "any other value" in generic paths.
+const FRESH: &str = "\u{0}";
+
+/// Budget for enumerating joint paths of one (pattern, route) pair; past it the pair counts
+/// as hit, which is the safe direction (a hit demands denies; it never licenses an allow).
+const JOINT_BUDGET: usize = 20_000;
+
+/// A small fixed-size bit set over virtual routes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BitSet {
+    words: Vec<u64>,
+}
+
+impl BitSet {
+    pub fn new(len: usize) -> Self {
+        Self {
+            words: vec![0; len.div_ceil(64)],
+        }
+    }
+    pub fn insert(&mut self, i: usize) {
+        if let Some(w) = self.words.get_mut(i / 64) {
+            *w |= 1 << (i % 64);
+        }
+    }
+    pub fn contains(&self, i: usize) -> bool {
+        self.words
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.words.iter().all(|w| *w == 0)
+    }
+    pub fn count(&self) -> u32 {
+        self.words.iter().map(|w| w.count_ones()).sum()
+    }
+    pub fn intersects(&self, other: &Self) -> bool {
+        self.words.iter().zip(&other.words).any(|(a, b)| a & b != 0)
+    }
+    /// `|self ∩ other|`
+    pub fn count_and(&self, other: &Self) -> u32 {
+        self.words
+            .iter()
+            .zip(&other.words)
+            .map(|(a, b)| (a & b).count_ones())
+            .sum()
+    }
+    /// `|self ∩ a \ b|`
+    pub fn count_and_not(&self, a: &Self, b: &Self) -> u32 {
+        self.words
+            .iter()
+            .zip(&a.words)
+            .zip(&b.words)
+            .map(|((s, a), b)| (s & a & !b).count_ones())
+            .sum()
+    }
+    /// `self ∩ a ⊆ b`
+    pub fn and_subset_of(&self, a: &Self, b: &Self) -> bool {
+        self.words
+            .iter()
+            .zip(&a.words)
+            .zip(&b.words)
+            .all(|((s, a), b)| s & a & !b == 0)
+    }
+    pub fn union_with(&mut self, other: &Self) {
+        for (a, b) in self.words.iter_mut().zip(&other.words) {
+            *a |= b;
+        }
+    }
+    /// `self ∪= a ∩ b`
+    pub fn union_with_and(&mut self, a: &Self, b: &Self) {
+        for ((s, a), b) in self.words.iter_mut().zip(&a.words).zip(&b.words) {
+            *s |= a & b;
+        }
+    }
+    pub fn difference_with(&mut self, other: &Self) {
+        for (a, b) in self.words.iter_mut().zip(&other.words) {
+            *a &= !b;
+        }
+    }
+    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.words.iter().enumerate().flat_map(|(wi, w)| {
+            (0..64)
+                .filter(move |b| w & (1u64 << b) != 0)
+                .map(move |b| wi * 64 + b)
+        })
+    }
+}
+
+/// A pattern token.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Tok {
+    Lit(String),
+    Star,
+}
+
+/// A template token of a virtual route (the verb is a literal).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum TTok {
+    Lit(String),
+    Param,
+    Proxy,
+}
+
+/// One route served with one verb (or the WebSocket connect route).
+#[derive(Clone, Debug)]
+struct VirtualRoute {
+    route: RouteId,
+    template: Vec<TTok>,
+    /// The generic paths routed here (one per `{proxy+}` length up to the bound).
+    instances: Vec<Vec<String>>,
+}
+
+#[derive(Clone, Debug)]
+struct Candidate {
+    toks: Vec<Tok>,
+    /// The pattern as written after `{stage}/`.
+    text: String,
+    hit: BitSet,
+    cover: BitSet,
+}
+
+/// What a request needs from the builder besides the decisions.
+#[derive(Clone, Copy, Debug)]
+pub struct Target<'a> {
+    /// The part of the method ARN after `{stage}/` (`GET/pets/42`, `$connect`).
+    pub resource: &'a str,
+    /// The route that resource is sent to, when the route table has one.
+    pub route: Option<RouteId>,
+}
+
+/// The Allow and Deny patterns of a policy, relative to `arn:…:{api}/{stage}/`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Shape {
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+    /// Allowed routes the policy could not allow exactly (left out: never over-allowed).
+    pub inexact: Vec<RouteId>,
+}
+
+/// Everything about a route table that does not depend on the caller: computed once at load.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    route_count: usize,
+    vrs: Vec<VirtualRoute>,
+    candidates: Vec<Candidate>,
+    /// For each virtual route, the candidates that cover it (cheapest first).
+    cover_index: Vec<Vec<usize>>,
+}
+
+fn render(toks: &[Tok]) -> String {
+    let parts: Vec<&str> = toks
+        .iter()
+        .map(|t| match t {
+            Tok::Lit(s) => s.as_str(),
+            Tok::Star => "*",
+        })
+        .collect();
+    parts.join("/")
+}
+
+/// Whether a pattern matches a resource; `*` takes one or more symbols.
+fn glob_matches<S: AsRef<str>>(g: &[Tok], s: &[S]) -> bool {
+    match g.split_first() {
+        None => s.is_empty(),
+        Some((Tok::Lit(l), rest)) => match s.split_first() {
+            Some((head, tail)) => head.as_ref() == l && glob_matches(rest, tail),
+            None => false,
+        },
+        Some((Tok::Star, rest)) => {
+            if rest.is_empty() {
+                return !s.is_empty();
+            }
+            (1..=s.len()).any(|k| s.get(k..).is_some_and(|tail| glob_matches(rest, tail)))
+        }
+    }
+}
+
+fn own_pattern(template: &[TTok]) -> Vec<Tok> {
+    template
+        .iter()
+        .map(|t| match t {
+            TTok::Lit(s) => Tok::Lit(s.clone()),
+            TTok::Param | TTok::Proxy => Tok::Star,
+        })
+        .collect()
+}
+
+fn symbols(path: &[String]) -> Vec<&str> {
+    path.iter().map(String::as_str).collect()
+}
+
+impl Plan {
+    /// Analyses a route table: virtual routes, candidate patterns, and what each pattern hits
+    /// and covers.
+    pub fn new(table: &RouteTable) -> Self {
+        let max_len = table
+            .routes()
+            .iter()
+            .map(|r| r.segments().len() + 1)
+            .max()
+            .unwrap_or(1);
+        // Past this many symbols, longer `{proxy+}` expansions behave like shorter ones for
+        // every template and candidate (candidates are at most `max_len + 2` tokens).
+        let bound = 2 * max_len + 4;
+
+        let mut vrs = Vec::new();
+        for (id, route) in table.routes().iter().enumerate() {
+            let verbs: Vec<Method> = match &route.kind {
+                RouteKind::WebSocketConnect => {
+                    let template = vec![TTok::Lit(WEBSOCKET_CONNECT.to_owned())];
+                    let instances = vec![vec![WEBSOCKET_CONNECT.to_owned()]];
+                    vrs.push(VirtualRoute {
+                        route: id,
+                        template,
+                        instances,
+                    });
+                    continue;
+                }
+                RouteKind::Http { method, .. } => {
+                    Method::all().filter(|m| method.matches(*m)).collect()
+                }
+            };
+            for verb in verbs {
+                let mut template = vec![TTok::Lit(verb.as_str().to_owned())];
+                if route.segments().is_empty() {
+                    template.push(TTok::Lit(String::new()));
+                }
+                for seg in route.segments() {
+                    template.push(match seg {
+                        Segment::Literal(l) => TTok::Lit(l.clone()),
+                        Segment::Param(_) => TTok::Param,
+                        Segment::Proxy(_) => TTok::Proxy,
+                    });
+                }
+                let instances: Vec<Vec<String>> = generic_instances(&template, bound)
+                    .into_iter()
+                    .filter(|p| table.route_symbols(&symbols(p)) == Some(id))
+                    .collect();
+                // A virtual route no path reaches (GET of an `ANY` route beside an explicit GET
+                // on the same template) needs no policy at all.
+                if !instances.is_empty() {
+                    vrs.push(VirtualRoute {
+                        route: id,
+                        template,
+                        instances,
+                    });
+                }
+            }
+        }
+
+        let mut seen: HashMap<Vec<Tok>, usize> = HashMap::new();
+        let mut candidates: Vec<Candidate> = Vec::new();
+        let mut add = |toks: Vec<Tok>| {
+            if seen.contains_key(&toks) {
+                return;
+            }
+            seen.insert(toks.clone(), candidates.len());
+            let text = render(&toks);
+            candidates.push(Candidate {
+                toks,
+                text,
+                hit: BitSet::new(vrs.len()),
+                cover: BitSet::new(vrs.len()),
+            });
+        };
+        add(vec![Tok::Star]);
+        let mut verbs_by_path: HashMap<Vec<Tok>, BTreeSet<String>> = HashMap::new();
+        for vr in &vrs {
+            let own = own_pattern(&vr.template);
+            add(own.clone());
+            if vr.template.last() == Some(&TTok::Proxy) {
+                // Deeper patterns let a `{proxy+}` route be denied or allowed without touching
+                // shallower routes beside it.
+                let mut deeper = own.clone();
+                for _ in 0..2 {
+                    deeper.push(Tok::Star);
+                    add(deeper.clone());
+                }
+            }
+            // Subtree patterns: `VERB/prefix/*` for every prefix of the route's own pattern.
+            for k in 1..own.len() {
+                let mut sub: Vec<Tok> = own.iter().take(k).cloned().collect();
+                sub.push(Tok::Star);
+                add(sub);
+            }
+            if let Some((Tok::Lit(verb), rest)) = own.split_first() {
+                if verb != WEBSOCKET_CONNECT {
+                    verbs_by_path
+                        .entry(rest.to_vec())
+                        .or_default()
+                        .insert(verb.clone());
+                }
+            }
+        }
+        // One pattern for every verb of a path that several verbs use (`ANY` routes).
+        for (rest, verbs) in verbs_by_path {
+            if verbs.len() > 1 {
+                let mut toks = vec![Tok::Star];
+                toks.extend(rest);
+                add(toks);
+            }
+        }
+
+        for cand in &mut candidates {
+            for (vi, vr) in vrs.iter().enumerate() {
+                if literal_prefix_disagrees(&cand.toks, &vr.template) {
+                    continue;
+                }
+                let covers = vr.instances.iter().all(|p| glob_matches(&cand.toks, p));
+                if covers {
+                    cand.cover.insert(vi);
+                    cand.hit.insert(vi);
+                } else if hits(&cand.toks, vr, table, bound) {
+                    cand.hit.insert(vi);
+                }
+            }
+        }
+
+        let mut cover_index: Vec<Vec<usize>> = vec![Vec::new(); vrs.len()];
+        for (ci, cand) in candidates.iter().enumerate() {
+            for vi in cand.cover.iter() {
+                if let Some(list) = cover_index.get_mut(vi) {
+                    list.push(ci);
+                }
+            }
+        }
+        for list in &mut cover_index {
+            list.sort_by_key(|ci| candidates.get(*ci).map_or(usize::MAX, |c| c.text.len()));
+        }
+
+        Plan {
+            route_count: table.len(),
+            vrs,
+            candidates,
+            cover_index,
+        }
+    }
+
+    /// The number of virtual routes (routes × verbs that reach them).
+    pub fn virtual_routes(&self) -> usize {
+        self.vrs.len()
+    }
+
+    /// The number of candidate patterns analysed.
+    pub fn candidates(&self) -> usize {
+        self.candidates.len()
+    }
+
+    /// Chooses the patterns for one caller. `allowed[r]` is the decision for route `r`;
+    /// `resource_cost` is the length a resource adds besides its pattern (ARN prefix, quotes).
+    pub fn build(
+        &self,
+        allowed_routes: &[bool],
+        target: Target<'_>,
+        resource_cost: usize,
+    ) -> Shape {
+        let n = self.vrs.len();
+        let mut allowed = BitSet::new(n);
+        let mut denied = BitSet::new(n);
+        for (vi, vr) in self.vrs.iter().enumerate() {
+            if allowed_routes.get(vr.route).copied().unwrap_or(false) {
+                allowed.insert(vi);
+            } else {
+                denied.insert(vi);
+            }
+        }
+        // Bytes; between equally long patterns, the one with fewer wildcards (closer to the
+        // routes the schema declares).
+        let cost = |c: &Candidate| {
+            let stars = c.toks.iter().filter(|t| **t == Tok::Star).count();
+            (resource_cost + c.text.len()) as f64 + 0.01 * stars as f64
+        };
+        let target_vr: Vec<usize> = self
+            .vrs
+            .iter()
+            .enumerate()
+            .filter(|(_, vr)| Some(vr.route) == target.route)
+            .map(|(vi, _)| vi)
+            .collect();
+        let target_allowed = target
+            .route
+            .is_some_and(|r| allowed_routes.get(r).copied().unwrap_or(false));
+
+        if allowed.is_empty() {
+            // Nothing is allowed: one Deny for everything in the stage.
+            return Shape {
+                allow: Vec::new(),
+                deny: vec!["*".to_owned()],
+                inexact: Vec::new(),
+            };
+        }
+        if denied.is_empty() {
+            return Shape {
+                allow: vec!["*".to_owned()],
+                deny: Vec::new(),
+                inexact: Vec::new(),
+            };
+        }
+
+        // Deny patterns that touch no allowed route, and what they can deny.
+        let valid_deny: Vec<bool> = self
+            .candidates
+            .iter()
+            .map(|c| !c.hit.intersects(&allowed))
+            .collect();
+        let mut deniable = BitSet::new(n);
+        for (c, ok) in self.candidates.iter().zip(&valid_deny) {
+            if *ok {
+                deniable.union_with(&c.cover);
+            }
+        }
+
+        // Allow patterns whose every denied hit can be denied.
+        let mut pool: BTreeSet<usize> = BTreeSet::new();
+        for vi in allowed.iter() {
+            if let Some(list) = self.cover_index.get(vi) {
+                pool.extend(list.iter().copied());
+            }
+        }
+        let pool: Vec<usize> = pool
+            .into_iter()
+            .filter(|ci| {
+                self.candidates
+                    .get(*ci)
+                    .is_some_and(|c| c.hit.and_subset_of(&denied, &deniable))
+            })
+            .collect();
+
+        let mean_deny = self
+            .candidates
+            .iter()
+            .map(|c| c.text.len())
+            .sum::<usize>()
+            .checked_div(self.candidates.len())
+            .unwrap_or(16)
+            + resource_cost;
+        let mut uncovered = allowed.clone();
+        let mut must_deny = BitSet::new(n);
+        let mut chosen_allow: Vec<usize> = Vec::new();
+        loop {
+            let mut best: Option<(f64, usize)> = None;
+            for &ci in &pool {
+                let Some(c) = self.candidates.get(ci) else {
+                    continue;
+                };
+                let gain = c.cover.count_and(&uncovered);
+                if gain == 0 {
+                    continue;
+                }
+                let extra_denies = c.hit.count_and_not(&denied, &must_deny);
+                let price = cost(c) + f64::from(extra_denies) * mean_deny as f64;
+                let score = f64::from(gain) / price;
+                if best.is_none_or(|(s, _)| score > s) {
+                    best = Some((score, ci));
+                }
+            }
+            let Some((_, ci)) = best else { break };
+            let Some(c) = self.candidates.get(ci) else {
+                break;
+            };
+            uncovered.difference_with(&c.cover);
+            must_deny.union_with_and(&c.hit, &denied);
+            chosen_allow.push(ci);
+        }
+
+        // Drop allows that later, larger ones made redundant (keeps the result small).
+        let mut i = 0;
+        while i < chosen_allow.len() {
+            let mut others = BitSet::new(n);
+            for (j, ci) in chosen_allow.iter().enumerate() {
+                if j != i {
+                    if let Some(c) = self.candidates.get(*ci) {
+                        others.union_with(&c.cover);
+                    }
+                }
+            }
+            let needed = chosen_allow
+                .get(i)
+                .and_then(|ci| self.candidates.get(*ci))
+                .is_some_and(|c| !c.cover.and_subset_of(&allowed, &others));
+            if needed {
+                i += 1;
+            } else {
+                chosen_allow.remove(i);
+            }
+        }
+        let mut must_deny = BitSet::new(n);
+        for ci in &chosen_allow {
+            if let Some(c) = self.candidates.get(*ci) {
+                must_deny.union_with_and(&c.hit, &denied);
+            }
+        }
+        // The current request, when denied, gets an explicit Deny.
+        if !target_allowed {
+            for vi in &target_vr {
+                must_deny.insert(*vi);
+            }
+        }
+
+        let mut chosen_deny: Vec<usize> = Vec::new();
+        let mut to_deny = must_deny.clone();
+        let mut deny_literal_target = false;
+        // Denied routes with no valid Deny pattern were never hit by a chosen Allow (the pool
+        // excludes such allows); only the target can be among them.
+        let mut undeniable = to_deny.clone();
+        undeniable.difference_with(&deniable);
+        if !undeniable.is_empty() {
+            deny_literal_target = true;
+            to_deny.difference_with(&undeniable);
+        }
+        while !to_deny.is_empty() {
+            let mut best: Option<(f64, usize)> = None;
+            for vi in to_deny.iter() {
+                let Some(list) = self.cover_index.get(vi) else {
+                    continue;
+                };
+                for &ci in list {
+                    if !valid_deny.get(ci).copied().unwrap_or(false) {
+                        continue;
+                    }
+                    let Some(c) = self.candidates.get(ci) else {
+                        continue;
+                    };
+                    let score = f64::from(c.cover.count_and(&to_deny)) / cost(c);
+                    if best.is_none_or(|(s, _)| score > s) {
+                        best = Some((score, ci));
+                    }
+                }
+            }
+            let Some((_, ci)) = best else { break };
+            let Some(c) = self.candidates.get(ci) else {
+                break;
+            };
+            to_deny.difference_with(&c.cover);
+            chosen_deny.push(ci);
+        }
+
+        let mut allow: BTreeSet<String> = chosen_allow
+            .iter()
+            .filter_map(|ci| self.candidates.get(*ci))
+            .map(|c| c.text.clone())
+            .collect();
+        let mut deny: BTreeSet<String> = chosen_deny
+            .iter()
+            .filter_map(|ci| self.candidates.get(*ci))
+            .map(|c| c.text.clone())
+            .collect();
+
+        // Routes that no exact pattern could allow are left out; the current request still
+        // gets its exact answer through its literal resource, when that resource has no
+        // wildcard characters (a client-chosen `*` in a path must never become a pattern).
+        let inexact_vrs: Vec<usize> = uncovered.iter().collect();
+        let mut inexact: Vec<RouteId> = inexact_vrs
+            .iter()
+            .filter_map(|vi| self.vrs.get(*vi))
+            .map(|vr| vr.route)
+            .collect();
+        inexact.sort_unstable();
+        inexact.dedup();
+        let literal_ok = !target.resource.contains(['*', '?']) && !target.resource.contains("${");
+        if literal_ok {
+            if target_allowed && target_vr.iter().any(|vi| uncovered.contains(*vi)) {
+                allow.insert(target.resource.to_owned());
+            }
+            // A request for a resource no route of the schema receives (the API and the
+            // bundle have drifted apart) is denied explicitly: no wildcard may stand in for a
+            // route the policies never saw.
+            if deny_literal_target || target.route.is_none() {
+                deny.insert(target.resource.to_owned());
+            }
+        }
+        debug_assert!(self.route_count == allowed_routes.len());
+        Shape {
+            allow: allow.into_iter().collect(),
+            deny: deny.into_iter().collect(),
+            inexact,
+        }
+    }
+}
+
+/// The generic paths of a template: parameters become [`FRESH`], `{proxy+}` takes 1..=bound
+/// fresh symbols.
+fn generic_instances(template: &[TTok], bound: usize) -> Vec<Vec<String>> {
+    let has_proxy = template.contains(&TTok::Proxy);
+    let lengths: Vec<usize> = if has_proxy {
+        (1..=bound).collect()
+    } else {
+        vec![1]
+    };
+    lengths
+        .into_iter()
+        .map(|len| {
+            let mut out = Vec::new();
+            for t in template {
+                match t {
+                    TTok::Lit(l) => out.push(l.clone()),
+                    TTok::Param => out.push(FRESH.to_owned()),
+                    TTok::Proxy => out.extend(std::iter::repeat_n(FRESH.to_owned(), len)),
+                }
+            }
+            out
+        })
+        .collect()
+}
+
+/// Cheap exclusion: before the first wildcard on either side, positions align, and two
+/// different literals there mean no path can match both.
+fn literal_prefix_disagrees(g: &[Tok], t: &[TTok]) -> bool {
+    for (a, b) in g.iter().zip(t) {
+        match (a, b) {
+            (Tok::Lit(x), TTok::Lit(y)) if x != y => return true,
+            (Tok::Lit(_), TTok::Lit(_)) => continue,
+            _ => break,
+        }
+    }
+    false
+}
+
+/// Whether some path routed to `vr` matches `g`. Enumerates the joint alignments of the
+/// pattern and the template; each position takes the literal either side forces, or a fresh
+/// symbol (the most generic choice: if that path is routed elsewhere, so is every path with
+/// the same alignment).
+fn hits(g: &[Tok], vr: &VirtualRoute, table: &RouteTable, bound: usize) -> bool {
+    let mut budget = JOINT_BUDGET;
+    let mut path: Vec<&str> = Vec::new();
+    let found = joint(
+        g,
+        &vr.template,
+        0,
+        0,
+        &mut path,
+        bound,
+        &mut budget,
+        &mut |p| table.route_symbols(p) == Some(vr.route),
+    );
+    // Out of budget: assume a hit (safe).
+    found || budget == 0
+}
+
+#[allow(clippy::too_many_arguments)]
+fn joint<'a>(
+    g: &'a [Tok],
+    t: &'a [TTok],
+    i: usize,
+    j: usize,
+    path: &mut Vec<&'a str>,
+    bound: usize,
+    budget: &mut usize,
+    visit: &mut dyn FnMut(&[&str]) -> bool,
+) -> bool {
+    if *budget == 0 {
+        return false;
+    }
+    *budget -= 1;
+    let (gt, tt) = match (g.get(i), t.get(j)) {
+        (None, None) => return visit(path),
+        (Some(a), Some(b)) => (a, b),
+        _ => return false,
+    };
+    if path.len() >= bound {
+        return false;
+    }
+    let sym: &str = match (gt, tt) {
+        (Tok::Lit(a), TTok::Lit(b)) if a != b => return false,
+        (Tok::Lit(a), _) => a,
+        (Tok::Star, TTok::Lit(b)) => b,
+        (Tok::Star, _) => FRESH,
+    };
+    path.push(sym);
+    let next_i: &[usize] = if *gt == Tok::Star { &[0, 1] } else { &[1] };
+    let next_j: &[usize] = if *tt == TTok::Proxy { &[0, 1] } else { &[1] };
+    for di in next_i {
+        for dj in next_j {
+            if joint(g, t, i + di, j + dj, path, bound, budget, visit) {
+                return true;
+            }
+        }
+    }
+    path.pop();
+    false
+}
+
+/// An IAM policy document as API Gateway reads it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PolicyDocument {
+    #[serde(rename = "Version")]
+    pub version: &'static str,
+    #[serde(rename = "Statement")]
+    pub statement: Vec<Statement>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Statement {
+    #[serde(rename = "Action")]
+    pub action: &'static str,
+    #[serde(rename = "Effect")]
+    pub effect: Effect,
+    #[serde(rename = "Resource")]
+    pub resource: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Effect {
+    Allow,
+    Deny,
+}
+
+impl PolicyDocument {
+    /// Turns a [`Shape`] into a document: each pattern is prefixed with `prefix`
+    /// (`arn:{partition}:execute-api:{region}:{account}:{api}/{stage}/`).
+    pub fn from_shape(shape: &Shape, prefix: &str) -> Self {
+        let mut statement = Vec::new();
+        for (effect, patterns) in [(Effect::Allow, &shape.allow), (Effect::Deny, &shape.deny)] {
+            if !patterns.is_empty() {
+                statement.push(Statement {
+                    action: "execute-api:Invoke",
+                    effect,
+                    resource: patterns.iter().map(|p| format!("{prefix}{p}")).collect(),
+                });
+            }
+        }
+        PolicyDocument {
+            version: "2012-10-17",
+            statement,
+        }
+    }
+}
+
+/// The methods a verb position can hold, for tests and tools that enumerate resources.
+pub fn methods() -> &'static [&'static str] {
+    &METHODS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::Route;
+
+    fn table(names: &[&str]) -> RouteTable {
+        RouteTable::new(
+            names
+                .iter()
+                .map(|n| Route::parse(n).unwrap().unwrap())
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    fn toks(s: &str) -> Vec<Tok> {
+        s.split('/')
+            .map(|p| {
+                if p == "*" {
+                    Tok::Star
+                } else {
+                    Tok::Lit(p.to_owned())
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn glob_star_takes_whole_symbols_including_slashes() {
+        let g = toks("GET/pets/*");
+        assert!(glob_matches(&g, &["GET", "pets", "1"]));
+        assert!(glob_matches(&g, &["GET", "pets", "1", "history"]));
+        assert!(!glob_matches(&g, &["GET", "pets"]));
+        assert!(glob_matches(&toks("*/pets"), &["GET", "a", "pets"]));
+        assert!(glob_matches(&toks("GET/*"), &["GET", ""]));
+        assert!(!glob_matches(&toks("*/*"), &["$connect"]));
+        assert!(glob_matches(&toks("*"), &["$connect"]));
+    }
+
+    #[test]
+    fn own_pattern_of_a_param_route_hits_deeper_routes() {
+        let t = table(&["GET /pets/{id}", "GET /pets/{id}/history"]);
+        let plan = Plan::new(&t);
+        let own = plan
+            .candidates
+            .iter()
+            .find(|c| c.text == "GET/pets/*")
+            .unwrap();
+        // `GET/pets/*` matches every `GET /pets/{id}/history` path too.
+        assert_eq!(own.cover.count(), 2);
+        assert_eq!(own.hit.count(), 2);
+        let hist = plan
+            .candidates
+            .iter()
+            .find(|c| c.text == "GET/pets/*/history")
+            .unwrap();
+        assert_eq!(hist.hit.count(), 1);
+    }
+
+    fn shape(names: &[&str], allowed: &[&str]) -> Shape {
+        let t = table(names);
+        let plan = Plan::new(&t);
+        let decisions: Vec<bool> = t
+            .routes()
+            .iter()
+            .map(|r| allowed.contains(&r.name.as_str()))
+            .collect();
+        plan.build(
+            &decisions,
+            Target {
+                resource: "GET/zzz",
+                route: None,
+            },
+            60,
+        )
+    }
+
+    #[test]
+    fn param_allowed_deeper_denied_needs_a_deny() {
+        let s = shape(
+            &["GET /pets/{id}", "GET /pets/{id}/history"],
+            &["GET /pets/{id}"],
+        );
+        // Either Deny matches exactly the history paths here.
+        assert!(
+            s.deny == ["GET/pets/*/history"] || s.deny == ["GET/pets/*/*"],
+            "{s:?}"
+        );
+        assert!(s.allow == ["GET/pets/*"] || s.allow == ["*"], "{s:?}");
+    }
+
+    #[test]
+    fn proxy_denied_beside_allowed_param_is_denied_deeper() {
+        let s = shape(
+            &["GET /pets/{id}", "GET /pets/{proxy+}"],
+            &["GET /pets/{id}"],
+        );
+        assert_eq!(s.deny, vec!["GET/pets/*/*"]);
+        assert!(s.allow == ["GET/pets/*"] || s.allow == ["*"], "{s:?}");
+        assert!(s.inexact.is_empty());
+    }
+
+    #[test]
+    fn inexpressible_combination_is_never_over_allowed() {
+        let s = shape(&["GET /pets/{id}", "GET /{proxy+}"], &["GET /{proxy+}"]);
+        // `GET/*` would allow GET /pets/1; nothing exact exists, so the proxy route is left out.
+        assert!(!s.allow.iter().any(|a| a == "GET/*" || a == "*"));
+        assert_eq!(s.inexact.len(), 1);
+    }
+
+    #[test]
+    fn nothing_or_everything() {
+        assert_eq!(shape(&["GET /a", "GET /b"], &[]).deny, vec!["*"]);
+        assert_eq!(
+            shape(&["GET /a", "GET /b"], &["GET /a", "GET /b"]).allow,
+            vec!["*"]
+        );
+    }
+
+    #[test]
+    fn websocket_connect_is_not_matched_by_verb_patterns() {
+        let s = shape(&["$connect", "GET /a"], &["$connect"]);
+        assert!(s.allow.contains(&"$connect".to_owned()) || s.allow.contains(&"*".to_owned()));
+        assert!(!s.allow.contains(&"*".to_owned()), "{s:?}");
+    }
+}

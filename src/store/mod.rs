@@ -1,0 +1,251 @@
+//! Policy store: the current [`Snapshot`], where it comes from, and how it is refreshed.
+//!
+//! Stage: beside the pipeline; every invocation asks it for the current snapshot. Input: a
+//! [`PolicyConfig`]. Output: `Arc<Snapshot>` (or none: then every request is denied).
+//!
+//! Invariants (OPA-style bundle status):
+//! - A new bundle is fetched, checked, compiled and validated aside and swapped in with
+//!   `arc-swap` only when all of that succeeded; on any failure the last good snapshot keeps
+//!   serving and the reason is logged with the revision that was refused.
+//! - With no valid snapshot at all, there is nothing to allow: every request is denied.
+//! - Lambda freezes background tasks between invocations, so staleness is checked at the start
+//!   of an invocation ([`Store::ensure_fresh`]), bounded by a timeout.
+
+pub mod snapshot;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwapOption;
+use serde::Serialize;
+
+use crate::config::{PolicyConfig, PolicySource};
+pub use snapshot::{BundleFiles, Problems, Snapshot};
+
+/// What the store reports about itself (logged on change; shown by `serve`).
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    pub source: String,
+    /// Revision of the snapshot in use.
+    pub revision: Option<String>,
+    /// Where that snapshot came from.
+    pub origin: Option<String>,
+    /// Unix seconds when it was loaded.
+    pub loaded_at: Option<u64>,
+    /// Unix seconds of the last refresh attempt.
+    pub last_attempt: Option<u64>,
+    /// `loaded`, `unchanged`, `refused` or `failed`.
+    pub last_outcome: Option<String>,
+    pub last_error: Option<String>,
+    pub refused_revision: Option<String>,
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The outcome of one fetch.
+enum Fetched {
+    Unchanged,
+    New { files: BundleFiles, origin: String },
+}
+
+/// The policy store.
+#[derive(Debug)]
+pub struct Store {
+    source: PolicySource,
+    refresh: Duration,
+    timeout: Duration,
+    current: ArcSwapOption<Snapshot>,
+    checked_at: Mutex<Option<Instant>>,
+    status: Mutex<Status>,
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+impl Store {
+    /// A store over `cfg.source`, with nothing loaded yet.
+    pub fn new(cfg: &PolicyConfig) -> Self {
+        Store {
+            source: cfg.source.clone(),
+            refresh: cfg.refresh,
+            timeout: cfg.refresh_timeout,
+            current: ArcSwapOption::empty(),
+            checked_at: Mutex::new(None),
+            status: Mutex::new(Status {
+                source: cfg.source.to_string(),
+                ..Status::default()
+            }),
+            refreshing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// A store holding a fixed snapshot (tests, tools).
+    pub fn fixed(snapshot: Snapshot) -> Self {
+        let store = Store::new(&PolicyConfig {
+            source: PolicySource::Dir(".".into()),
+            refresh: Duration::MAX,
+            refresh_timeout: Duration::from_secs(1),
+            max_bundle_bytes: usize::MAX,
+        });
+        store.install(snapshot, "loaded");
+        *store.checked_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        store
+    }
+
+    /// The snapshot in use, if any.
+    pub fn current(&self) -> Option<Arc<Snapshot>> {
+        self.current.load_full()
+    }
+
+    pub fn status(&self) -> Status {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Loads or refreshes when the snapshot is missing or older than the refresh interval;
+    /// waits at most the refresh timeout (the request then proceeds with what is loaded).
+    pub async fn ensure_fresh(&self) {
+        let due = {
+            let checked = self.checked_at.lock().unwrap_or_else(|e| e.into_inner());
+            self.current.load().is_none() || checked.is_none_or(|t| t.elapsed() >= self.refresh)
+        };
+        if !due {
+            return;
+        }
+        if tokio::time::timeout(self.timeout, self.refresh_now())
+            .await
+            .is_err()
+        {
+            self.record_failure(
+                format!("refresh timed out after {} ms", self.timeout.as_millis()),
+                None,
+            );
+            // Do not retry on every request while the source is slow.
+            *self.checked_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        }
+    }
+
+    /// Fetches now (conditionally) and installs a new snapshot if one arrived and compiles.
+    pub async fn refresh_now(&self) {
+        // One refresh at a time; others wait for it and then see its result.
+        let _guard = self.refreshing.lock().await;
+        let result = self.fetch().await;
+        *self.checked_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        match result {
+            Ok(Fetched::Unchanged) => {
+                let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
+                s.last_attempt = Some(unix(SystemTime::now()));
+                s.last_outcome = Some("unchanged".to_owned());
+            }
+            Ok(Fetched::New { files, origin }) => {
+                let digest = files.digest();
+                let revision = digest.get(..12).unwrap_or(&digest).to_owned();
+                // Compiling is CPU work; keep it off the async workers.
+                let compiled =
+                    tokio::task::spawn_blocking(move || Snapshot::compile(files, origin)).await;
+                match compiled {
+                    Ok(Ok((snapshot, problems))) => {
+                        for w in &problems.warnings {
+                            tracing::warn!(revision = %revision, warning = %snapshot::one_line(w), "bundle warning");
+                        }
+                        self.install(snapshot, "loaded");
+                    }
+                    Ok(Err(problems)) => {
+                        self.record_failure(
+                            format!("bundle refused: {}", problems.summary()),
+                            Some(revision),
+                        );
+                    }
+                    Err(e) => self
+                        .record_failure(format!("bundle compilation failed: {e}"), Some(revision)),
+                }
+            }
+            Err(e) => self.record_failure(e, None),
+        }
+    }
+
+    fn install(&self, snapshot: Snapshot, outcome: &str) {
+        let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        s.revision = Some(snapshot.revision().to_owned());
+        s.origin = Some(snapshot.origin.clone());
+        s.loaded_at = Some(unix(snapshot.loaded_at));
+        s.last_attempt = Some(unix(SystemTime::now()));
+        s.last_outcome = Some(outcome.to_owned());
+        s.last_error = None;
+        s.refused_revision = None;
+        tracing::info!(
+            event = "policy_loaded",
+            revision = %snapshot.revision(),
+            origin = %snapshot.origin,
+            routes = snapshot.routes.len(),
+            policies = snapshot.policies.num_of_policies(),
+            "policy bundle loaded"
+        );
+        self.current.store(Some(Arc::new(snapshot)));
+    }
+
+    fn record_failure(&self, error: String, refused: Option<String>) {
+        let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        s.last_attempt = Some(unix(SystemTime::now()));
+        s.last_outcome = Some(
+            if refused.is_some() {
+                "refused"
+            } else {
+                "failed"
+            }
+            .to_owned(),
+        );
+        s.last_error = Some(error.clone());
+        s.refused_revision = refused.clone();
+        let serving = s.revision.clone();
+        drop(s);
+        match serving {
+            Some(rev) => tracing::error!(
+                event = "policy_refresh_failed",
+                error = %error,
+                refused_revision = refused.as_deref().unwrap_or("-"),
+                serving_revision = %rev,
+                "policy refresh failed; keeping the last good bundle"
+            ),
+            None => tracing::error!(
+                event = "policy_refresh_failed",
+                error = %error,
+                refused_revision = refused.as_deref().unwrap_or("-"),
+                "no valid policy bundle: every request is denied"
+            ),
+        }
+    }
+
+    async fn fetch(&self) -> Result<Fetched, String> {
+        match &self.source {
+            PolicySource::Dir(dir) => {
+                let dir = dir.clone();
+                let files = tokio::task::spawn_blocking(move || BundleFiles::read_dir(&dir))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("cannot read bundle directory: {e}"))?;
+                let unchanged = self
+                    .current
+                    .load()
+                    .as_ref()
+                    .is_some_and(|s| s.digest == files.digest());
+                if unchanged {
+                    Ok(Fetched::Unchanged)
+                } else {
+                    Ok(Fetched::New {
+                        files,
+                        origin: self.source.to_string(),
+                    })
+                }
+            }
+            PolicySource::S3 { .. } => {
+                Err("S3 policy sources are not available in this build".to_owned())
+            }
+        }
+    }
+}

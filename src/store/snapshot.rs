@@ -1,0 +1,514 @@
+//! Snapshot: a bundle's files → everything the authorizer needs, compiled once.
+//!
+//! Stage: bundle load (cold start, refresh, `validate`, `test`, `publish`). Input:
+//! [`BundleFiles`] (`schema/*.cedarschema`, `policies/**/*.cedar`, `entities/**/*.json`).
+//! Output: a [`Snapshot`] (schema, policy set, route table, identity mapping, policy index,
+//! entity base, IAM plan) or a [`Problems`] report.
+//!
+//! Invariants: a snapshot exists only if the bundle parsed and passed Cedar's strict
+//! validation and cedargate's own checks; everything computable once is computed here, never
+//! per request. Policy ids are `<file>#<@id or index>`, so reasons name something a person can
+//! find; an `@id` used twice in a bundle is an error (the stock `cedar` CLI refuses it too).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::SystemTime;
+
+use cedar_policy::{
+    Entities, EntityUid, PolicyId, PolicySet, Schema, SchemaFragment, ValidationMode, Validator,
+};
+use miette::{NamedSource, Report, SourceOffset, SourceSpan};
+use sha2::{Digest, Sha256};
+
+use crate::decide::PolicyIndex;
+use crate::entities::Mapping;
+use crate::iam::Plan;
+use crate::routes::{Route, RouteTable};
+
+/// The files of a bundle, by path relative to the bundle root (`/`-separated).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BundleFiles {
+    pub files: BTreeMap<String, String>,
+}
+
+/// Whether a bundle-relative path is part of the bundle.
+pub fn is_bundle_path(path: &str) -> bool {
+    let ext = |e: &str| path.ends_with(e);
+    (path.starts_with("schema/") && (ext(".cedarschema") || ext(".cedarschema.json")))
+        || (path.starts_with("policies/") && ext(".cedar"))
+        || (path.starts_with("entities/") && ext(".json"))
+        || (path.starts_with("tests/") && (ext(".yaml") || ext(".yml")))
+}
+
+impl BundleFiles {
+    /// Reads the bundle files under `dir`. Hidden files and directories are skipped (editors'
+    /// swap files, `.git`).
+    pub fn read_dir(dir: &Path) -> std::io::Result<Self> {
+        let mut files = BTreeMap::new();
+        for top in ["schema", "policies", "entities", "tests"] {
+            let root = dir.join(top);
+            if root.is_dir() {
+                walk(dir, &root, &mut files, 0)?;
+            }
+        }
+        Ok(Self { files })
+    }
+
+    /// SHA-256 over the sorted paths and contents: the bundle's content revision.
+    pub fn digest(&self) -> String {
+        let mut h = Sha256::new();
+        for (path, content) in &self.files {
+            h.update((path.len() as u64).to_be_bytes());
+            h.update(path.as_bytes());
+            h.update((content.len() as u64).to_be_bytes());
+            h.update(content.as_bytes());
+        }
+        hex::encode(h.finalize())
+    }
+
+    fn with_prefix<'a>(
+        &'a self,
+        prefix: &'a str,
+        suffix: &'a str,
+    ) -> impl Iterator<Item = (&'a String, &'a String)> {
+        self.files
+            .iter()
+            .filter(move |(p, _)| p.starts_with(prefix) && p.ends_with(suffix))
+    }
+}
+
+fn walk(
+    base: &Path,
+    dir: &Path,
+    out: &mut BTreeMap<String, String>,
+    depth: usize,
+) -> std::io::Result<()> {
+    if depth > 16 {
+        return Ok(());
+    }
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || name.ends_with('~') {
+            continue;
+        }
+        let path = entry.path();
+        let ft = entry.file_type()?;
+        if ft.is_dir() {
+            walk(base, &path, out, depth + 1)?;
+        } else if ft.is_file() || ft.is_symlink() {
+            let rel = path.strip_prefix(base).unwrap_or(&path);
+            let rel: Vec<String> = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            let rel = rel.join("/");
+            if is_bundle_path(&rel) {
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+                })?;
+                out.insert(rel, text);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Everything wrong (and worth a warning) with a bundle, rendered with source spans.
+#[derive(Debug, Default)]
+pub struct Problems {
+    pub errors: Vec<Report>,
+    pub warnings: Vec<Report>,
+}
+
+impl Problems {
+    pub fn is_empty(&self) -> bool {
+        self.errors.is_empty()
+    }
+    fn error(&mut self, r: Report) {
+        self.errors.push(r);
+    }
+    /// One line per problem, for logs.
+    pub fn summary(&self) -> String {
+        let lines: Vec<String> = self.errors.iter().map(one_line).collect();
+        lines.join("; ")
+    }
+}
+
+/// A report's message with its cause chain and first location, on one line.
+pub fn one_line(r: &Report) -> String {
+    let mut s = r.to_string();
+    let mut cause = r.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    if let Some(help) = r.help() {
+        s.push_str(&format!(" (help: {help})"));
+    }
+    s
+}
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} error(s): {}", self.errors.len(), self.summary())
+    }
+}
+
+impl std::error::Error for Problems {}
+
+/// A message anchored at a place in a file.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("{message}")]
+struct Located {
+    message: String,
+    #[source_code]
+    src: NamedSource<String>,
+    #[label("here")]
+    span: Option<SourceSpan>,
+    #[help]
+    help: Option<String>,
+}
+
+fn located(
+    file: &str,
+    text: &str,
+    needle: Option<&str>,
+    message: String,
+    help: Option<String>,
+) -> Report {
+    let span = needle.and_then(|n| text.find(n)).map(|at| {
+        let len = needle.map_or(1, str::len).max(1);
+        SourceSpan::new(SourceOffset::from(at), len)
+    });
+    Report::new(Located {
+        message,
+        src: NamedSource::new(file, text.to_owned()),
+        span,
+        help,
+    })
+}
+
+/// A compiled bundle: immutable, shared by every request that uses it.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The content digest of the bundle (SHA-256 hex).
+    pub digest: String,
+    /// A human label of where the bundle came from (directory, S3 object and version).
+    pub origin: String,
+    pub loaded_at: SystemTime,
+    pub schema: Schema,
+    pub policies: PolicySet,
+    pub routes: RouteTable,
+    pub mapping: Mapping,
+    pub index: PolicyIndex,
+    /// Static entities and the schema's action entities, transitively closed.
+    pub base_entities: Entities,
+    pub plan: Plan,
+    /// The Cedar action of each route, in route order.
+    pub route_actions: Vec<EntityUid>,
+    /// The source of each policy file, for `explain` and `test`.
+    pub files: BundleFiles,
+}
+
+impl Snapshot {
+    /// A short revision for logs and responses: the first 12 hex digits of the digest.
+    pub fn revision(&self) -> &str {
+        self.digest.get(..12).unwrap_or(&self.digest)
+    }
+
+    /// Compiles a bundle. `Err` holds every error found (and the warnings).
+    pub fn compile(
+        files: BundleFiles,
+        origin: impl Into<String>,
+    ) -> Result<(Snapshot, Problems), Problems> {
+        let mut problems = Problems::default();
+
+        // Schema: each file parsed on its own (errors point into the right file), then
+        // combined; annotations are read from the resolved JSON form.
+        let mut fragments = Vec::new();
+        let mut schema_text = String::new();
+        for (path, text) in files.with_prefix("schema/", "") {
+            let parsed = if path.ends_with(".json") {
+                SchemaFragment::from_json_str(text).map_err(Report::new)
+            } else {
+                match SchemaFragment::from_cedarschema_str(text) {
+                    Ok((frag, warnings)) => {
+                        for w in warnings {
+                            problems.warnings.push(
+                                Report::new(w)
+                                    .with_source_code(NamedSource::new(path, text.clone())),
+                            );
+                        }
+                        Ok(frag)
+                    }
+                    Err(e) => Err(Report::new(e)),
+                }
+            };
+            match parsed {
+                Ok(f) => {
+                    fragments.push(f);
+                    if !path.ends_with(".json") {
+                        schema_text.push_str(text);
+                        schema_text.push('\n');
+                    }
+                }
+                Err(r) => problems.error(
+                    r.with_source_code(NamedSource::new(path, text.clone()))
+                        .wrap_err(format!("failed to parse schema `{path}`")),
+                ),
+            }
+        }
+        if fragments.is_empty() && problems.errors.is_empty() {
+            problems.error(miette::miette!(
+                help = "a bundle has `schema/*.cedarschema` and `policies/**/*.cedar`",
+                "no schema found under `schema/`"
+            ));
+        }
+        if !problems.errors.is_empty() {
+            return Err(problems);
+        }
+        let schema = match Schema::from_schema_fragments(fragments) {
+            Ok(s) => s,
+            Err(e) => {
+                problems.error(Report::new(e).wrap_err("the schema is invalid"));
+                return Err(problems);
+            }
+        };
+        let schema_json = if files.with_prefix("schema/", ".json").next().is_some()
+            && schema_text.is_empty()
+        {
+            // JSON schemas: the combined JSON is already the resolved form's input.
+            let mut merged = serde_json::Map::new();
+            for (_, text) in files.with_prefix("schema/", ".json") {
+                if let Ok(serde_json::Value::Object(m)) =
+                    serde_json::from_str::<serde_json::Value>(text)
+                {
+                    merged.extend(m);
+                }
+            }
+            serde_json::Value::Object(merged)
+        } else {
+            match cedar_policy::schema_str_to_json_with_resolved_types(&schema_text) {
+                Ok((json, _)) => json,
+                Err(e) => {
+                    problems
+                        .error(Report::new(e).wrap_err("the schema's types cannot be resolved"));
+                    return Err(problems);
+                }
+            }
+        };
+        let schema_file = files
+            .with_prefix("schema/", "")
+            .next()
+            .map(|(p, t)| (p.clone(), t.clone()));
+        let at_schema =
+            |needle: Option<&str>, message: String, help: Option<String>| match &schema_file {
+                Some((p, t)) => located(p, t, needle, message, help),
+                None => miette::miette!("{message}"),
+            };
+
+        // Routes: every action named "<VERB> <path>" (or `$connect`).
+        let mut routes = Vec::new();
+        let mut route_actions = Vec::new();
+        let mut actions: Vec<&EntityUid> = schema.actions().collect();
+        actions.sort_by_key(|a| a.to_string());
+        for action in actions {
+            let name = action.id().unescaped();
+            match Route::parse(name) {
+                Ok(Some(route)) => {
+                    routes.push(route);
+                    route_actions.push(action.clone());
+                }
+                Ok(None) => {}
+                Err(e) => problems.error(at_schema(Some(&format!("\"{name}\"")), e.to_string(), Some("routes are `\"<VERB> /path/{param}/{proxy+}\"`, VERB one of GET POST PUT PATCH DELETE HEAD OPTIONS ANY".to_owned()))),
+            }
+        }
+        let table = match RouteTable::new(routes) {
+            Ok(t) => t,
+            Err(e) => {
+                problems.error(at_schema(None, e.to_string(), None));
+                RouteTable::default()
+            }
+        };
+        if table.is_empty() && problems.errors.is_empty() {
+            problems.warnings.push(at_schema(None, "the schema declares no routes (actions named `\"<VERB> /path\"`): every request will be denied".to_owned(), None));
+        }
+
+        // Identity mapping from annotations.
+        let mapping = match Mapping::from_schema(&schema_json, &route_actions) {
+            Ok(m) => Some(m),
+            Err(errs) => {
+                for e in errs {
+                    let needle = e.0.split('`').nth(1).map(str::to_owned);
+                    problems.error(at_schema(needle.as_deref(), e.0, None));
+                }
+                None
+            }
+        };
+
+        // Policies: per file, renamed `<file>#<@id or index>`, validated strictly per file so
+        // that diagnostics carry the right source.
+        let mut policies = PolicySet::new();
+        let mut seen_ids: HashMap<String, String> = HashMap::new();
+        let validator = Validator::new(schema.clone());
+        for (path, text) in files.with_prefix("policies/", ".cedar") {
+            let parsed = match PolicySet::from_str(text) {
+                Ok(p) => p,
+                Err(e) => {
+                    problems.error(
+                        Report::new(e)
+                            .with_source_code(NamedSource::new(path, text.clone()))
+                            .wrap_err(format!("failed to parse `{path}`")),
+                    );
+                    continue;
+                }
+            };
+            let mut ordered: Vec<_> = parsed.policies().collect();
+            ordered.sort_by_key(|p| {
+                p.id()
+                    .to_string()
+                    .trim_start_matches("policy")
+                    .parse::<usize>()
+                    .unwrap_or(usize::MAX)
+            });
+            let mut renamed = PolicySet::new();
+            for (index, policy) in ordered.into_iter().enumerate() {
+                let local = policy
+                    .annotation("id")
+                    .map_or_else(|| index.to_string(), str::to_owned);
+                if let Some(other) = seen_ids
+                    .get(&local)
+                    .filter(|_| policy.annotation("id").is_some())
+                {
+                    problems.error(located(
+                        path,
+                        text,
+                        Some(&format!("\"{local}\"")),
+                        format!("policy id `{local}` is already used in `{other}`"),
+                        Some("each `@id` names one policy in the bundle".to_owned()),
+                    ));
+                    continue;
+                }
+                if policy.annotation("id").is_some() {
+                    seen_ids.insert(local.clone(), path.clone());
+                }
+                let id = PolicyId::from_str(&format!("{path}#{local}"))
+                    .unwrap_or_else(|never| match never {});
+                if let Err(e) = renamed.add(policy.new_id(id)) {
+                    problems.error(located(path, text, None, e.to_string(), None));
+                }
+            }
+            for t in parsed.templates() {
+                problems.warnings.push(located(
+                    path,
+                    text,
+                    None,
+                    format!(
+                        "`{}` is a template; a bundle has no template links, so it never applies",
+                        t.id()
+                    ),
+                    None,
+                ));
+            }
+            let result = validator.validate(&renamed, ValidationMode::Strict);
+            for e in result.validation_errors() {
+                problems.error(
+                    Report::new(e.clone()).with_source_code(NamedSource::new(path, text.clone())),
+                );
+            }
+            for w in result.validation_warnings() {
+                problems.warnings.push(
+                    Report::new(w.clone()).with_source_code(NamedSource::new(path, text.clone())),
+                );
+            }
+            for p in renamed.policies() {
+                if let Err(e) = policies.add(p.clone()) {
+                    problems.error(located(path, text, None, e.to_string(), None));
+                }
+            }
+        }
+
+        // Static entities (role hierarchy), validated against the schema, plus the actions.
+        let mut base = match schema.action_entities() {
+            Ok(e) => e,
+            Err(e) => {
+                problems
+                    .error(Report::new(e).wrap_err("the schema's actions cannot form entities"));
+                Entities::empty()
+            }
+        };
+        let mut static_entities = Vec::new();
+        for (path, text) in files.with_prefix("entities/", ".json") {
+            match Entities::from_json_str(text, Some(&schema)) {
+                Ok(es) => {
+                    for e in es.iter() {
+                        if let Some(m) = &mapping {
+                            if e.uid().type_name() == m.principal_type() {
+                                problems.error(located(path, text, None, format!("`{}` is of the principal type: principals come from tokens, not from static entities", e.uid()), None));
+                                continue;
+                            }
+                        }
+                        static_entities.push(e.clone());
+                    }
+                }
+                Err(e) => problems.error(
+                    Report::new(e)
+                        .with_source_code(NamedSource::new(path, text.clone()))
+                        .wrap_err(format!("failed to load entities `{path}`")),
+                ),
+            }
+        }
+        match base.clone().add_entities(static_entities, Some(&schema)) {
+            Ok(b) => base = b,
+            Err(e) => problems.error(Report::new(e).wrap_err("the static entities conflict")),
+        }
+
+        let Some(mapping) = mapping else {
+            return Err(problems);
+        };
+        if !problems.errors.is_empty() {
+            return Err(problems);
+        }
+
+        // Each route's action groups, transitively, for slicing.
+        let mut action_ancestors: HashMap<EntityUid, HashSet<EntityUid>> = HashMap::new();
+        for a in &route_actions {
+            let up: HashSet<EntityUid> = base
+                .ancestors(a)
+                .map(|i| i.cloned().collect())
+                .unwrap_or_default();
+            action_ancestors.insert(a.clone(), up);
+        }
+        let index = PolicyIndex::new(&policies, route_actions.clone(), &action_ancestors);
+        for id in index.off_route() {
+            problems.warnings.push(miette::miette!(
+                "policy `{id}` applies to no route, so it never affects a decision"
+            ));
+        }
+        let plan = Plan::new(&table);
+        let digest = files.digest();
+        Ok((
+            Snapshot {
+                digest,
+                origin: origin.into(),
+                loaded_at: SystemTime::now(),
+                schema,
+                policies,
+                routes: table,
+                mapping,
+                index,
+                base_entities: base,
+                plan,
+                route_actions,
+                files,
+            },
+            problems,
+        ))
+    }
+}
