@@ -12,6 +12,14 @@
 //! The vectors live in `shared/vectors` beside the repository (override with
 //! `CEDARGATE_VECTORS_DIR`).
 
+// Test code: a failed expectation is a failed test, so panicking helpers are the point.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
