@@ -44,7 +44,7 @@ use crate::token::{alg_name, shown};
 
 /// A token without `kid` is tried against at most this many keys: enough for a rotation
 /// overlap, few enough that a kid-less token cannot make us run many verifications.
-pub(crate) const MAX_CANDIDATES: usize = 4;
+pub const MAX_CANDIDATES: usize = 4;
 
 /// Discovery documents, JWKS and key files larger than this are refused.
 const MAX_DOCUMENT_BYTES: usize = 1 << 20;
@@ -279,11 +279,11 @@ impl KeyStore {
         alg: Algorithm,
         kid: Option<&str>,
     ) -> Result<Arc<VerifyingKey>, JwksError> {
-        let mut keys = self.keys_for(alg, kid).await?;
-        if keys.is_empty() {
-            return Err(JwksError::NoKeyForAlgorithm(alg_name(alg)));
-        }
-        Ok(keys.swap_remove(0))
+        self.keys_for(alg, kid)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or(JwksError::NoKeyForAlgorithm(alg_name(alg)))
     }
 
     /// The keys that may verify a token with this header, at most [`MAX_CANDIDATES`]: those
