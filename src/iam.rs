@@ -437,10 +437,17 @@ impl Plan {
                 inexact: Vec::new(),
             };
         }
+        let literal_ok = !target.resource.contains(['*', '?']) && !target.resource.contains("${");
         if denied.is_empty() {
+            // Everything is allowed, except a request for a resource no route receives.
+            let deny = if target.route.is_none() && literal_ok {
+                vec![target.resource.to_owned()]
+            } else {
+                Vec::new()
+            };
             return Shape {
                 allow: vec!["*".to_owned()],
-                deny: Vec::new(),
+                deny,
                 inexact: Vec::new(),
             };
         }
@@ -605,7 +612,6 @@ impl Plan {
             .collect();
         inexact.sort_unstable();
         inexact.dedup();
-        let literal_ok = !target.resource.contains(['*', '?']) && !target.resource.contains("${");
         if literal_ok {
             if target_allowed && target_vr.iter().any(|vi| uncovered.contains(*vi)) {
                 allow.insert(target.resource.to_owned());
@@ -839,6 +845,10 @@ mod tests {
     }
 
     fn shape(names: &[&str], allowed: &[&str]) -> Shape {
+        shape_for(names, allowed, "GET/pets/1")
+    }
+
+    fn shape_for(names: &[&str], allowed: &[&str], resource: &str) -> Shape {
         let t = table(names);
         let plan = Plan::new(&t);
         let decisions: Vec<bool> = t
@@ -849,8 +859,8 @@ mod tests {
         plan.build(
             &decisions,
             Target {
-                resource: "GET/zzz",
-                route: None,
+                resource,
+                route: t.route_resource(resource),
             },
             60,
         )
@@ -887,6 +897,20 @@ mod tests {
         // `GET/*` would allow GET /pets/1; nothing exact exists, so the proxy route is left out.
         assert!(!s.allow.iter().any(|a| a == "GET/*" || a == "*"));
         assert_eq!(s.inexact.len(), 1);
+    }
+
+    #[test]
+    fn a_resource_no_route_receives_is_denied_explicitly() {
+        let s = shape_for(&["GET /a", "GET /b"], &["GET /a", "GET /b"], "GET/zzz");
+        assert_eq!(
+            (s.allow, s.deny),
+            (vec!["*".to_owned()], vec!["GET/zzz".to_owned()])
+        );
+        let s = shape_for(&["GET /a", "GET /b"], &["GET /a"], "GET/zzz");
+        assert!(s.deny.contains(&"GET/zzz".to_owned()), "{s:?}");
+        // Never a client-chosen wildcard as a pattern.
+        let s = shape_for(&["GET /a", "GET /b"], &["GET /a", "GET /b"], "GET/*");
+        assert!(s.deny.is_empty(), "{s:?}");
     }
 
     #[test]

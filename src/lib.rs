@@ -8,17 +8,17 @@
 
 pub mod config;
 
-pub mod arn;
-pub mod claims;
-pub mod decide;
-pub mod entities;
 pub mod event;
-pub mod handler;
-pub mod iam;
-pub mod jwks;
-pub mod response;
-pub mod routes;
+pub mod arn;
 pub mod token;
+pub mod jwks;
+pub mod claims;
+pub mod routes;
+pub mod entities;
+pub mod decide;
+pub mod iam;
+pub mod response;
+pub mod handler;
 
 pub mod store;
 

@@ -228,6 +228,14 @@ impl Snapshot {
         origin: impl Into<String>,
     ) -> Result<(Snapshot, Problems), Problems> {
         let mut problems = Problems::default();
+        let started = std::time::Instant::now();
+        let phase = |name: &str| {
+            tracing::debug!(
+                phase = name,
+                millis = started.elapsed().as_millis() as u64,
+                "bundle compile"
+            )
+        };
 
         // Schema: each file parsed on its own (errors point into the right file), then
         // combined; annotations are read from the resolved JSON form.
@@ -313,6 +321,7 @@ impl Snapshot {
                 None => miette::miette!("{message}"),
             };
 
+        phase("schema");
         // Routes: every action named "<VERB> <path>" (or `$connect`).
         let mut routes = Vec::new();
         let mut route_actions = Vec::new();
@@ -352,6 +361,7 @@ impl Snapshot {
             }
         };
 
+        phase("routes and mapping");
         // Policies: per file, renamed `<file>#<@id or index>`, validated strictly per file so
         // that diagnostics carry the right source.
         let mut policies = PolicySet::new();
@@ -434,6 +444,7 @@ impl Snapshot {
             }
         }
 
+        phase("policies");
         // Static entities (role hierarchy), validated against the schema, plus the actions.
         let mut base = match schema.action_entities() {
             Ok(e) => e,
@@ -485,13 +496,16 @@ impl Snapshot {
                 .unwrap_or_default();
             action_ancestors.insert(a.clone(), up);
         }
+        phase("entities");
         let index = PolicyIndex::new(&policies, route_actions.clone(), &action_ancestors);
         for id in index.off_route() {
             problems.warnings.push(miette::miette!(
                 "policy `{id}` applies to no route, so it never affects a decision"
             ));
         }
+        phase("index");
         let plan = Plan::new(&table);
+        phase("iam plan");
         let digest = files.digest();
         Ok((
             Snapshot {
