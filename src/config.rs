@@ -324,8 +324,10 @@ pub struct PolicyConfig {
     pub source: PolicySource,
     /// How stale a loaded bundle may get before a conditional re-fetch.
     pub refresh: Duration,
-    /// The bound on one refresh at the start of an invocation.
+    /// The bound on waiting for a refresh at the start of an invocation.
     pub refresh_timeout: Duration,
+    /// The bound on waiting for the first load (cold start).
+    pub load_timeout: Duration,
     /// Bundles larger than this are refused.
     pub max_bundle_bytes: usize,
 }
@@ -338,6 +340,13 @@ impl PolicyConfig {
             source: PolicySource::parse(SOURCE, &raw)?,
             refresh: seconds(env, "CEDARGATE_POLICY_REFRESH_SECONDS", 30, 86_400)?,
             refresh_timeout: millis(env, "CEDARGATE_POLICY_TIMEOUT_MS", 1_500, 50, 60_000)?,
+            load_timeout: millis(
+                env,
+                "CEDARGATE_POLICY_LOAD_TIMEOUT_MS",
+                30_000,
+                100,
+                600_000,
+            )?,
             max_bundle_bytes: count(
                 env,
                 "CEDARGATE_MAX_BUNDLE_BYTES",

@@ -20,6 +20,8 @@ pub mod iam;
 pub mod response;
 pub mod handler;
 
+pub mod explain;
+
 pub mod store;
 
 pub mod cli;

@@ -13,11 +13,13 @@
 
 pub mod snapshot;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use serde::Serialize;
+use tokio::sync::watch;
 
 use crate::config::{PolicyConfig, PolicySource};
 pub use snapshot::{BundleFiles, Problems, Snapshot};
@@ -59,10 +61,14 @@ pub struct Store {
     source: PolicySource,
     refresh: Duration,
     timeout: Duration,
+    load_timeout: Duration,
     current: ArcSwapOption<Snapshot>,
     checked_at: Mutex<Option<Instant>>,
     status: Mutex<Status>,
-    refreshing: tokio::sync::Mutex<()>,
+    /// Whether a refresh task is running (at most one at a time).
+    inflight: AtomicBool,
+    /// Bumped when a refresh task ends; requests wait on it (bounded).
+    finished: watch::Sender<u64>,
 }
 
 impl Store {
@@ -72,13 +78,15 @@ impl Store {
             source: cfg.source.clone(),
             refresh: cfg.refresh,
             timeout: cfg.refresh_timeout,
+            load_timeout: cfg.load_timeout,
             current: ArcSwapOption::empty(),
             checked_at: Mutex::new(None),
             status: Mutex::new(Status {
                 source: cfg.source.to_string(),
                 ..Status::default()
             }),
-            refreshing: tokio::sync::Mutex::new(()),
+            inflight: AtomicBool::new(false),
+            finished: watch::channel(0).0,
         }
     }
 
@@ -88,6 +96,7 @@ impl Store {
             source: PolicySource::Dir(".".into()),
             refresh: Duration::MAX,
             refresh_timeout: Duration::from_secs(1),
+            load_timeout: Duration::from_secs(1),
             max_bundle_bytes: usize::MAX,
         });
         store.install(snapshot, "loaded");
@@ -107,35 +116,67 @@ impl Store {
             .clone()
     }
 
-    /// Loads or refreshes when the snapshot is missing or older than the refresh interval;
-    /// waits at most the refresh timeout (the request then proceeds with what is loaded).
-    pub async fn ensure_fresh(&self) {
+    /// Starts a refresh when the snapshot is missing or older than the refresh interval, and
+    /// waits for it at most the refresh timeout (with a snapshot to serve) or the load timeout
+    /// (cold start: without one, every request would be denied). A refresh that outlives the
+    /// wait goes on in the background and is installed when it finishes; it is never started
+    /// twice.
+    pub async fn ensure_fresh(self: &Arc<Self>) {
+        let have = self.current.load().is_some();
         let due = {
             let checked = self.checked_at.lock().unwrap_or_else(|e| e.into_inner());
-            self.current.load().is_none() || checked.is_none_or(|t| t.elapsed() >= self.refresh)
+            !have || checked.is_none_or(|t| t.elapsed() >= self.refresh)
         };
         if !due {
             return;
         }
-        if tokio::time::timeout(self.timeout, self.refresh_now())
-            .await
-            .is_err()
-        {
-            self.record_failure(
-                format!("refresh timed out after {} ms", self.timeout.as_millis()),
-                None,
+        let mut done = self.finished.subscribe();
+        if !self.start_refresh() && have {
+            // Another request already waits for the running refresh; serve what is loaded.
+            return;
+        }
+        let bound = if have {
+            self.timeout
+        } else {
+            self.load_timeout
+        };
+        if tokio::time::timeout(bound, done.changed()).await.is_err() {
+            tracing::warn!(
+                event = "policy_refresh_slow",
+                waited_ms = bound.as_millis() as u64,
+                serving_revision = self.status().revision.as_deref().unwrap_or("none"),
+                "policy refresh still running; continuing with the loaded bundle"
             );
-            // Do not retry on every request while the source is slow.
-            *self.checked_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         }
     }
 
-    /// Fetches now (conditionally) and installs a new snapshot if one arrived and compiles.
-    pub async fn refresh_now(&self) {
-        // One refresh at a time; others wait for it and then see its result.
-        let _guard = self.refreshing.lock().await;
-        let result = self.fetch().await;
+    /// Fetches and installs now, waiting for the result without a bound (tools, tests, the
+    /// directory watcher of `serve`).
+    pub async fn refresh_now(self: &Arc<Self>) {
+        let mut done = self.finished.subscribe();
+        self.start_refresh();
+        let _ = done.changed().await;
+    }
+
+    /// Spawns the refresh task unless one is running; returns whether it started one.
+    fn start_refresh(self: &Arc<Self>) -> bool {
+        if self.inflight.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        // Checked now, so that requests arriving meanwhile do not queue more refreshes.
         *self.checked_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            me.refresh_once().await;
+            *me.checked_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+            me.inflight.store(false, Ordering::Release);
+            me.finished.send_modify(|n| *n = n.wrapping_add(1));
+        });
+        true
+    }
+
+    async fn refresh_once(&self) {
+        let result = self.fetch().await;
         match result {
             Ok(Fetched::Unchanged) => {
                 let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
