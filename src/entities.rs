@@ -919,7 +919,7 @@ fn convert(v: &Value, ty: &AttrType) -> Result<RestrictedExpression, String> {
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` for unix milliseconds (Cedar's `datetime` format).
-fn rfc3339_millis(ms: i64) -> String {
+pub fn rfc3339_millis(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let millis = ms.rem_euclid(1000);
     let days = secs.div_euclid(86_400);

@@ -5,6 +5,7 @@
 
 mod invoke;
 mod lambda;
+mod publish;
 mod validate;
 
 use std::path::PathBuf;
@@ -33,6 +34,8 @@ enum Command {
     Invoke(invoke::Args),
     /// Validate a policy bundle: Cedar's strict validation plus cedargate's conventions
     Validate(validate::Args),
+    /// Validate the bundle, then upload it to S3 as one self-describing object
+    Publish(publish::Args),
 }
 
 /// Where a command finds its bundle directory.
@@ -104,6 +107,10 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => {
             init_logging("warn");
             validate::run(&args)
+        }
+        Command::Publish(args) => {
+            init_logging("warn");
+            publish::run(&args)
         }
     }
 }

@@ -12,6 +12,9 @@
 //!   of an invocation ([`Store::ensure_fresh`]), bounded by a timeout.
 
 pub mod snapshot;
+pub mod published;
+pub mod dir;
+pub mod s3;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -50,7 +53,8 @@ fn unix(t: SystemTime) -> u64 {
 }
 
 /// The outcome of one fetch.
-enum Fetched {
+#[derive(Debug)]
+pub enum Fetched {
     Unchanged,
     New { files: BundleFiles, origin: String },
 }
@@ -59,6 +63,8 @@ enum Fetched {
 #[derive(Debug)]
 pub struct Store {
     source: PolicySource,
+    s3: tokio::sync::OnceCell<s3::S3Source>,
+    max_bundle_bytes: usize,
     refresh: Duration,
     timeout: Duration,
     load_timeout: Duration,
@@ -76,6 +82,8 @@ impl Store {
     pub fn new(cfg: &PolicyConfig) -> Self {
         Store {
             source: cfg.source.clone(),
+            s3: tokio::sync::OnceCell::new(),
+            max_bundle_bytes: cfg.max_bundle_bytes,
             refresh: cfg.refresh,
             timeout: cfg.refresh_timeout,
             load_timeout: cfg.load_timeout,
@@ -263,29 +271,27 @@ impl Store {
     }
 
     async fn fetch(&self) -> Result<Fetched, String> {
+        let current = self.current.load_full();
         match &self.source {
-            PolicySource::Dir(dir) => {
-                let dir = dir.clone();
-                let files = tokio::task::spawn_blocking(move || BundleFiles::read_dir(&dir))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| format!("cannot read bundle directory: {e}"))?;
-                let unchanged = self
-                    .current
-                    .load()
-                    .as_ref()
-                    .is_some_and(|s| s.digest == files.digest());
-                if unchanged {
-                    Ok(Fetched::Unchanged)
-                } else {
-                    Ok(Fetched::New {
-                        files,
-                        origin: self.source.to_string(),
-                    })
-                }
+            PolicySource::Dir(path) => {
+                dir::fetch(path, current.as_deref().map(|s| s.digest.as_str())).await
             }
-            PolicySource::S3 { .. } => {
-                Err("S3 policy sources are not available in this build".to_owned())
+            PolicySource::S3 { bucket, key } => {
+                let source = self
+                    .s3
+                    .get_or_init(|| async {
+                        // The SDK's own timeout bounds a hung connection; the wait of a request
+                        // is bounded separately by `ensure_fresh`.
+                        let client = s3::client(self.load_timeout.max(self.timeout)).await;
+                        s3::S3Source::new(
+                            client,
+                            bucket.clone(),
+                            key.clone(),
+                            self.max_bundle_bytes,
+                        )
+                    })
+                    .await;
+                source.fetch(current.is_some()).await
             }
         }
     }

@@ -39,7 +39,7 @@ pub fn is_bundle_path(path: &str) -> bool {
     (path.starts_with("schema/") && (ext(".cedarschema") || ext(".cedarschema.json")))
         || (path.starts_with("policies/") && ext(".cedar"))
         || (path.starts_with("entities/") && ext(".json"))
-        || (path.starts_with("tests/") && (ext(".yaml") || ext(".yml")))
+        || (path.starts_with("policy-tests/") && (ext(".yaml") || ext(".yml")))
 }
 
 impl BundleFiles {
@@ -47,7 +47,7 @@ impl BundleFiles {
     /// swap files, `.git`).
     pub fn read_dir(dir: &Path) -> std::io::Result<Self> {
         let mut files = BTreeMap::new();
-        for top in ["schema", "policies", "entities", "tests"] {
+        for top in ["schema", "policies", "entities", "policy-tests"] {
             let root = dir.join(top);
             if root.is_dir() {
                 walk(dir, &root, &mut files, 0)?;

@@ -282,3 +282,228 @@ impl Drop for LambdaEmulator {
         let _ = self.child.wait();
     }
 }
+
+/// A real S3-protocol server (moto) over loopback, with its request log.
+pub struct Moto {
+    child: Option<Child>,
+    pub port: u16,
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let mut m = Moto {
+            child: None,
+            port: free_port(),
+            log: Default::default(),
+        };
+        m.spawn();
+        m
+    }
+
+    fn spawn(&mut self) {
+        let mut child = Command::new(tool("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("moto_server");
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let log = self.log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
+        self.child = Some(child);
+        wait_for_port(self.port, Duration::from_secs(60));
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Creates a bucket (moto does not check signatures, so a plain PUT will do).
+    pub fn create_bucket(&self, bucket: &str) {
+        let resp = reqwest::blocking::Client::new()
+            .put(format!("{}/{bucket}", self.endpoint()))
+            .send()
+            .unwrap();
+        assert!(
+            resp.status().is_success(),
+            "create bucket: {}",
+            resp.status()
+        );
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // Wait until the port is really closed.
+        for _ in 0..50 {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Starts again on the same port (moto keeps no state across restarts).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Request log lines for the object, e.g. `"GET /bucket/key` with status 200 or 304.
+    pub fn gets(&self, bucket: &str, key: &str, status: u16) -> usize {
+        let needle = format!("\"GET /{bucket}/{key}");
+        let code = format!("\" {status} ");
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(&needle) && l.contains(&code))
+            .count()
+    }
+
+    /// AWS SDK settings for talking to this server.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
+            ("AWS_REGION".into(), "us-east-1".into()),
+            ("AWS_ENDPOINT_URL_S3".into(), self.endpoint()),
+            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+        ]
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Copies the repo's bundle (schema, policies, entities) into a fresh temporary directory.
+pub fn bundle_copy(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "cedargate-{name}-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    for sub in ["schema", "policies", "entities"] {
+        let from = repo().join(sub);
+        let to = dir.join(sub);
+        std::fs::create_dir_all(&to).unwrap();
+        for entry in std::fs::read_dir(&from).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_file() {
+                std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+            }
+        }
+    }
+    dir
+}
+
+/// `cedargate publish` of a bundle directory; returns the printed JSON (or the exit code).
+pub fn publish(dir: &std::path::Path, to: &str, env: &[(String, String)]) -> Result<Value, i32> {
+    let out = Command::new(env!("CARGO_BIN_EXE_cedargate"))
+        .args(["publish", "--to", to, "--bundle"])
+        .arg(dir)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        return Err(out.status.code().unwrap_or(-1));
+    }
+    Ok(serde_json::from_slice(&out.stdout).unwrap())
+}
+
+/// A long-running `cedargate invoke` pipe: one event in, one answer out, like a warm Lambda.
+pub struct InvokePipe {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    stdout: BufReader<std::process::ChildStdout>,
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl InvokePipe {
+    pub fn start(env: &[(String, String)]) -> InvokePipe {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cedargate"))
+            .arg("invoke")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("CEDARGATE_LOG", "info")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+        let err = child.stderr.take().unwrap();
+        let l2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                l2.lock().unwrap().push(line);
+            }
+        });
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        InvokePipe {
+            child,
+            stdin,
+            stdout,
+            log,
+        }
+    }
+
+    pub fn send(&mut self, event: &Value) -> Value {
+        use std::io::Write;
+        writeln!(self.stdin, "{event}").unwrap();
+        self.stdin.flush().unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad answer {line:?}: {e}"))
+    }
+
+    pub fn logged(&self, needle: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+}
+
+impl Drop for InvokePipe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A REST TOKEN event for the demo API.
+pub fn token_event(token: &str, verb_path: &str) -> Value {
+    json!({
+        "type": "TOKEN",
+        "authorizationToken": format!("Bearer {token}"),
+        "methodArn": format!("arn:aws:execute-api:us-east-1:123456789012:demoapi/prod/{verb_path}"),
+    })
+}
+
+pub fn demo_arn(verb_path: &str) -> String {
+    format!("arn:aws:execute-api:us-east-1:123456789012:demoapi/prod/{verb_path}")
+}

@@ -1,0 +1,159 @@
+//! S3 source: a published bundle object (`s3://bucket/key`), fetched conditionally.
+//!
+//! Stage: policy store I/O. Input: bucket, key and the standard AWS SDK configuration
+//! (credentials chain, region, `AWS_ENDPOINT_URL_S3`). Output: [`Fetched`].
+//!
+//! Invariants:
+//! - Conditional GET: the ETag of the last object seen goes into `If-None-Match`, so an
+//!   unchanged bundle costs one `304 Not Modified` and no parsing.
+//! - The object is size-capped (declared length checked before reading, body read with a
+//!   limit) and its digest verified before any parsing of the files.
+//! - The ETag of an object that was refused is remembered too: the same bad object is not
+//!   downloaded again every refresh; a new upload has a new ETag and is fetched.
+//! - A custom endpoint (moto, MinIO, LocalStack) gets path-style addressing.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::Client;
+
+use super::published::Published;
+use super::Fetched;
+
+#[derive(Debug)]
+pub struct S3Source {
+    client: Client,
+    bucket: String,
+    key: String,
+    max_bytes: usize,
+    /// The ETag of the last object downloaded (installed or refused).
+    seen: Mutex<Option<String>>,
+}
+
+/// Whether the SDK will talk to a custom endpoint (then path-style addressing is needed).
+fn custom_endpoint() -> bool {
+    ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|s| !s.trim().is_empty()))
+}
+
+/// An S3 client from the standard AWS configuration chain.
+pub async fn client(timeout: Duration) -> Client {
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(timeout.min(Duration::from_secs(5)))
+                .operation_attempt_timeout(timeout)
+                .build(),
+        )
+        .load()
+        .await;
+    let conf = aws_sdk_s3::config::Builder::from(&shared)
+        .force_path_style(custom_endpoint())
+        .build();
+    Client::from_conf(conf)
+}
+
+impl S3Source {
+    pub fn new(client: Client, bucket: String, key: String, max_bytes: usize) -> Self {
+        S3Source {
+            client,
+            bucket,
+            key,
+            max_bytes,
+            seen: Mutex::new(None),
+        }
+    }
+
+    fn location(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
+
+    pub async fn fetch(&self, have_snapshot: bool) -> Result<Fetched, String> {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut req = self.client.get_object().bucket(&self.bucket).key(&self.key);
+        // Without a snapshot, always download: there is nothing to keep serving.
+        if let (Some(etag), true) = (&seen, have_snapshot) {
+            req = req.if_none_match(etag);
+        }
+        let out = match req.send().await {
+            Ok(o) => o,
+            Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 304 => {
+                return Ok(Fetched::Unchanged)
+            }
+            Err(e) => return Err(describe(&self.location(), &e)),
+        };
+        if let Some(len) = out.content_length() {
+            if usize::try_from(len).map_or(true, |l| l > self.max_bytes) {
+                return Err(format!(
+                    "{} is {len} bytes, over the limit of {} (CEDARGATE_MAX_BUNDLE_BYTES)",
+                    self.location(),
+                    self.max_bytes
+                ));
+            }
+        }
+        let etag = out.e_tag().map(str::to_owned);
+        let version = out.version_id().map(str::to_owned);
+        let mut body = out.body;
+        let mut bytes: Vec<u8> = Vec::new();
+        while let Some(chunk) = body
+            .try_next()
+            .await
+            .map_err(|e| format!("reading {} failed: {e}", self.location()))?
+        {
+            if bytes.len() + chunk.len() > self.max_bytes {
+                return Err(format!(
+                    "{} is over the limit of {} bytes",
+                    self.location(),
+                    self.max_bytes
+                ));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        // Remember this object, good or bad, so that it is not downloaded again unchanged.
+        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = etag.clone();
+        let (published, files) =
+            Published::decode(&bytes).map_err(|e| format!("{}: {e}", self.location()))?;
+        let mut origin = self.location();
+        if let Some(v) = version {
+            origin.push_str(&format!("?versionId={v}"));
+        }
+        if let Some(git) = &published.built.git {
+            origin.push_str(&format!(
+                " (git {}{})",
+                git.revision,
+                if git.dirty { ", dirty" } else { "" }
+            ));
+        }
+        Ok(Fetched::New { files, origin })
+    }
+}
+
+/// A one-line reason for an S3 failure: the HTTP status and error code when there is one.
+pub fn describe<
+    E: std::fmt::Display + aws_sdk_s3::error::ProvideErrorMetadata,
+    R: std::fmt::Debug,
+>(
+    location: &str,
+    e: &SdkError<E, R>,
+) -> String {
+    match e {
+        SdkError::ServiceError(se) => {
+            let code = se.err().code().unwrap_or("no code");
+            let msg = se.err().message().unwrap_or("");
+            format!("S3 refused {location}: {code} {msg}")
+                .trim_end()
+                .to_owned()
+        }
+        SdkError::TimeoutError(_) => format!("S3 request for {location} timed out"),
+        SdkError::DispatchFailure(d) => {
+            format!(
+                "S3 unreachable for {location}: {}",
+                d.as_connector_error()
+                    .map_or_else(|| format!("{d:?}"), ToString::to_string)
+            )
+        }
+        other => format!("S3 request for {location} failed: {other}"),
+    }
+}

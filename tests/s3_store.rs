@@ -1,0 +1,240 @@
+//! Policies hot-loaded from a real S3-protocol server (moto, over loopback): publish, load,
+//! change, refuse, survive an outage, recover; conditional GETs; a cold start against an
+//! empty bucket; and the same change-and-pick-up through the real Lambda runtime.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    allows, bundle_copy, demo_arn, mint, publish, token_event, InvokePipe, LambdaEmulator, Moto,
+    ROLES,
+};
+use serde_json::json;
+
+const BUCKET: &str = "policies";
+const KEY: &str = "cedargate/bundle.json";
+
+fn env(moto: &Moto) -> Vec<(String, String)> {
+    let mut env = common::demo_env();
+    env.retain(|(k, _)| k != "CEDARGATE_POLICY_SOURCE");
+    env.push((
+        "CEDARGATE_POLICY_SOURCE".into(),
+        format!("s3://{BUCKET}/{KEY}"),
+    ));
+    env.push(("CEDARGATE_POLICY_REFRESH_SECONDS".into(), "1".into()));
+    env.push(("CEDARGATE_POLICY_TIMEOUT_MS".into(), "3000".into()));
+    env.extend(moto.env());
+    env
+}
+
+fn wait_past_refresh() {
+    std::thread::sleep(Duration::from_millis(1300));
+}
+
+fn edit(dir: &std::path::Path, file: &str, from: &str, to: &str) {
+    let path = dir.join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "{file} contains {from}");
+    std::fs::write(&path, text.replace(from, to)).unwrap();
+}
+
+#[test]
+fn publish_refresh_refuse_outage_recover() {
+    let mut moto = Moto::start();
+    moto.create_bucket(BUCKET);
+    let env = env(&moto);
+    let to = format!("s3://{BUCKET}/{KEY}");
+    let reader = mint(json!({ "sub": "auth0|rita", ROLES: ["reader"] }));
+    let get_pets = token_event(&reader, "GET/pets");
+
+    // Cold start against an empty bucket: nothing to allow, so everything is denied.
+    let mut pipe = InvokePipe::start(&env);
+    let resp = pipe.send(&get_pets);
+    assert!(
+        !allows(&resp["policyDocument"], &demo_arn("GET/pets")),
+        "{resp}"
+    );
+    assert!(
+        !allows(&resp["policyDocument"], &demo_arn("POST/api/private")),
+        "{resp}"
+    );
+    assert!(pipe.logged("no valid policy bundle"), "the logs say why");
+
+    // Publish: picked up on the next invocation after the refresh window.
+    let dir = bundle_copy("s3");
+    let first = publish(&dir, &to, &env).unwrap();
+    assert_eq!(first["published"], to);
+    assert!(first["etag"].is_string() && first["digest"].as_str().unwrap().starts_with("sha256:"));
+    wait_past_refresh();
+    let resp = pipe.send(&get_pets);
+    assert!(
+        allows(&resp["policyDocument"], &demo_arn("GET/pets")),
+        "{resp}"
+    );
+    assert_eq!(resp["context"]["policyRevision"], first["revision"]);
+
+    // An unchanged bundle is not downloaded again: the next checks are 304s.
+    let downloads = moto.gets(BUCKET, KEY, 200);
+    wait_past_refresh();
+    pipe.send(&get_pets);
+    wait_past_refresh();
+    pipe.send(&get_pets);
+    assert_eq!(
+        moto.gets(BUCKET, KEY, 200),
+        downloads,
+        "no new download of an unchanged bundle"
+    );
+    assert!(
+        moto.gets(BUCKET, KEY, 304) >= 2,
+        "conditional GETs answered 304"
+    );
+
+    // A changed policy, published: the next invocation after the window decides differently.
+    edit(
+        &dir,
+        "policies/pets.cedar",
+        "principal in Role::\"reader\"",
+        "principal in Role::\"editor\"",
+    );
+    let second = publish(&dir, &to, &env).unwrap();
+    assert_ne!(second["digest"], first["digest"]);
+    wait_past_refresh();
+    let resp = pipe.send(&get_pets);
+    assert!(
+        !allows(&resp["policyDocument"], &demo_arn("GET/pets")),
+        "the change took effect: {resp}"
+    );
+    assert_eq!(resp["context"]["policyRevision"], second["revision"]);
+
+    // An invalid bundle cannot be published by cedargate; upload one anyway, by hand.
+    edit(&dir, "policies/pets.cedar", "permit (", "permit ((");
+    assert_eq!(
+        publish(&dir, &to, &env),
+        Err(3),
+        "publish refuses an invalid bundle"
+    );
+    let mut object: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(write_object(&dir)).unwrap()).unwrap();
+    object["files"]["policies/pets.cedar"] =
+        std::fs::read_to_string(dir.join("policies/pets.cedar"))
+            .unwrap()
+            .into();
+    put_raw(&moto, &object.to_string());
+    wait_past_refresh();
+    let resp = pipe.send(&get_pets);
+    assert_eq!(
+        resp["context"]["policyRevision"], second["revision"],
+        "decisions unchanged"
+    );
+    assert!(!allows(&resp["policyDocument"], &demo_arn("GET/pets")));
+    assert!(
+        pipe.logged("digest"),
+        "the refusal is logged with its reason"
+    );
+
+    // A truncated object: refused too.
+    put_raw(&moto, &object.to_string()[..200]);
+    wait_past_refresh();
+    let resp = pipe.send(&get_pets);
+    assert_eq!(resp["context"]["policyRevision"], second["revision"]);
+    assert!(pipe.logged("not a cedargate bundle"), "truncation logged");
+
+    // The S3 server goes away: decisions unchanged, the failure logged.
+    moto.stop();
+    wait_past_refresh();
+    let resp = pipe.send(&get_pets);
+    assert_eq!(resp["context"]["policyRevision"], second["revision"]);
+    assert!(
+        pipe.logged("S3 unreachable") || pipe.logged("timed out"),
+        "outage logged"
+    );
+
+    // It comes back (empty: moto keeps no state); a new good bundle is picked up.
+    moto.restart();
+    moto.create_bucket(BUCKET);
+    edit(&dir, "policies/pets.cedar", "permit ((", "permit (");
+    edit(
+        &dir,
+        "policies/pets.cedar",
+        "principal in Role::\"editor\",\n  action in Action::\"read\"",
+        "principal in Role::\"reader\",\n  action in Action::\"read\"",
+    );
+    let third = publish(&dir, &to, &env).unwrap();
+    wait_past_refresh();
+    let resp = pipe.send(&get_pets);
+    assert!(
+        allows(&resp["policyDocument"], &demo_arn("GET/pets")),
+        "{resp}"
+    );
+    assert_eq!(resp["context"]["policyRevision"], third["revision"]);
+}
+
+/// Writes the bundle object to a file without publishing it (publish --out).
+fn write_object(dir: &std::path::Path) -> std::path::PathBuf {
+    let out = dir.join("object.json");
+    // Build the object from a valid state of the bundle: restore the edit, write, re-apply.
+    let pets = dir.join("policies/pets.cedar");
+    let broken = std::fs::read_to_string(&pets).unwrap();
+    std::fs::write(&pets, broken.replace("permit ((", "permit (")).unwrap();
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_cedargate"))
+        .args(["publish", "--out"])
+        .arg(&out)
+        .arg("--bundle")
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::write(&pets, broken).unwrap();
+    out
+}
+
+fn put_raw(moto: &Moto, body: &str) {
+    let resp = reqwest::blocking::Client::new()
+        .put(format!("{}/{BUCKET}/{KEY}", moto.endpoint()))
+        .body(body.to_owned())
+        .send()
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+}
+
+#[test]
+fn a_new_bundle_is_picked_up_through_the_lambda_runtime() {
+    let moto = Moto::start();
+    moto.create_bucket(BUCKET);
+    let env = env(&moto);
+    let to = format!("s3://{BUCKET}/{KEY}");
+    let dir = bundle_copy("s3-lambda");
+    let first = publish(&dir, &to, &env).unwrap();
+
+    let lambda = LambdaEmulator::start(&env);
+    let reader = mint(json!({ "sub": "auth0|rita", ROLES: ["reader"] }));
+    let ev = token_event(&reader, "GET/pets");
+    let resp = lambda.invoke(&ev).unwrap();
+    assert!(
+        allows(&resp["policyDocument"], &demo_arn("GET/pets")),
+        "{resp}"
+    );
+    assert_eq!(resp["context"]["policyRevision"], first["revision"]);
+
+    edit(
+        &dir,
+        "policies/pets.cedar",
+        "principal in Role::\"reader\"",
+        "principal in Role::\"editor\"",
+    );
+    let second = publish(&dir, &to, &env).unwrap();
+    wait_past_refresh();
+    let resp = lambda.invoke(&ev).unwrap();
+    assert!(
+        !allows(&resp["policyDocument"], &demo_arn("GET/pets")),
+        "{resp}"
+    );
+    assert_eq!(resp["context"]["policyRevision"], second["revision"]);
+}
