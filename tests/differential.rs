@@ -192,7 +192,7 @@ fn invoke_all(dir: &Path) -> (Vec<Value>, Vec<Value>) {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cedargate"))
+    let child = Command::new(env!("CARGO_BIN_EXE_cedargate"))
         .args(["invoke", "--events"])
         .arg(dir.join("events.ndjson"))
         .env("CEDARGATE_ISSUER", workload["issuer"].as_str().unwrap())
