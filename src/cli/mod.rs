@@ -5,6 +5,8 @@
 
 mod invoke;
 mod lambda;
+mod serve;
+mod token;
 mod validate;
 
 use std::path::PathBuf;
@@ -33,6 +35,10 @@ enum Command {
     Invoke(invoke::Args),
     /// Validate a policy bundle: Cedar's strict validation plus cedargate's conventions
     Validate(validate::Args),
+    /// Run API Gateway, the authorizer, a demo backend, a development sign-in and the demo page on 127.0.0.1
+    Serve(serve::Args),
+    /// Print an access token for a demo user of `serve`'s development issuer (development only)
+    Token(token::Args),
 }
 
 /// Where a command finds its bundle directory.
@@ -104,6 +110,14 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => {
             init_logging("warn");
             validate::run(&args)
+        }
+        Command::Serve(args) => {
+            init_logging("info");
+            serve::run(&args, &ProcessEnv)
+        }
+        Command::Token(args) => {
+            init_logging("warn");
+            token::run(&args, &ProcessEnv)
         }
     }
 }
