@@ -246,22 +246,33 @@ async function signOut() {
 // ---------------------------------------------------------------------------------------
 // Data from cedargate serve
 
+const VERBS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS', 'ANY'];
+
+// By path template (literal segments sort before `{…}`), then by verb.
+function byPathThenVerb(a, b) {
+  const [va, pa] = [a.route.split(' ')[0], a.route.slice(a.route.indexOf(' ') + 1)];
+  const [vb, pb] = [b.route.split(' ')[0], b.route.slice(b.route.indexOf(' ') + 1)];
+  if (pa !== pb) return pa < pb ? -1 : 1;
+  return VERBS.indexOf(va) - VERBS.indexOf(vb);
+}
+
 async function loadRoutes() {
+  let routes = null;
   if (state.settings.devEndpoints) {
     try {
       const { res, body } = await getJson('/_cedargate/routes');
-      if (res.ok && body && Array.isArray(body.routes)) {
-        state.routes = body.routes;
-        return;
-      }
+      if (res.ok && body && Array.isArray(body.routes)) routes = body.routes;
     } catch { /* fall back to config.js */ }
   }
-  state.routes = (config.routes || []).map((r) => ({
-    route: r.route || `${r.method} ${r.path}`,
-    method: r.method,
-    samplePath: r.path,
-    authorizer: r.authorizer !== false,
-  }));
+  if (!routes) {
+    routes = (config.routes || []).map((r) => ({
+      route: r.route || `${r.method} ${r.path}`,
+      method: r.method,
+      samplePath: r.path,
+      authorizer: r.authorizer !== false,
+    }));
+  }
+  state.routes = routes.sort(byPathThenVerb);
 }
 
 async function loadExplanation() {

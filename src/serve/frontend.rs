@@ -14,11 +14,12 @@ use hyper::StatusCode;
 use super::http::{self, Reply};
 
 /// The files compiled into the binary.
-const EMBEDDED: [(&str, &str); 4] = [
+const EMBEDDED: [(&str, &str); 5] = [
     ("index.html", include_str!("../../frontend/index.html")),
     ("app.js", include_str!("../../frontend/app.js")),
     ("config.js", include_str!("../../frontend/config.js")),
     ("style.css", include_str!("../../frontend/style.css")),
+    ("favicon.svg", include_str!("../../frontend/favicon.svg")),
 ];
 
 /// Where the frontend comes from.

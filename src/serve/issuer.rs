@@ -635,7 +635,7 @@ const BANNER: &str = "Development only: this sign-in is cedargate serve's built-
 
 fn page(title: &str, content: &str) -> String {
     format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><meta name=\"robots\" content=\"noindex\"><title>{} · cedargate dev issuer</title><style>{STYLE}</style></head><body><div class=\"dev\" role=\"note\">{BANNER}</div><main>{content}</main></body></html>",
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><meta name=\"robots\" content=\"noindex\"><link rel=\"icon\" href=\"/favicon.svg\" type=\"image/svg+xml\"><title>{} · cedargate dev issuer</title><style>{STYLE}</style></head><body><div class=\"dev\" role=\"note\">{BANNER}</div><main>{content}</main></body></html>",
         escape(title)
     )
 }
