@@ -121,12 +121,12 @@ async fn one_authorizer_call_answers_every_route_correctly_from_the_cache() {
 
 #[tokio::test]
 async fn the_ttl_bounds_the_cache_and_zero_turns_it_off() {
-    let s = Serve::start("ttl", &[], &["--cache-ttl", "1"]);
+    let s = Serve::start("ttl", &[], &["--cache-ttl", "3"]);
     let t = s.token("reader", &[]);
     assert_eq!(s.call("GET", "/prod/pets", Some(&t), None).await.0, 200);
     assert_eq!(s.call("GET", "/prod/pets/1", Some(&t), None).await.0, 200);
     assert_eq!(s.invocations().await, 1);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(3200)).await;
     assert_eq!(s.call("GET", "/prod/pets", Some(&t), None).await.0, 200);
     assert_eq!(
         s.invocations().await,
@@ -257,6 +257,7 @@ async fn missing_malformed_and_forged_tokens_get_401_and_valid_ones_403_when_den
     // A key nobody trusts: a token minted in another directory (another key file).
     let elsewhere = workdir("elsewhere");
     let foreign = token_in(&elsewhere, "admin", s.port, &[]);
+    let _ = std::fs::remove_dir_all(&elsewhere);
     // The reader's signature on the admin's claims.
     let parts: Vec<&str> = reader.split('.').collect();
     let admin = s.token("admin", &[]);

@@ -174,13 +174,15 @@ fn token_key(header: &str) -> [u8; 32] {
     Sha256::digest(header.as_bytes()).into()
 }
 
-/// A short fingerprint of a credential for logs: never the credential itself.
+/// A short fingerprint of a credential for logs, never the credential itself: the same one
+/// the authorizer logs for the token, so the gateway's and the authorizer's lines correlate.
 pub fn fingerprint(header: &str) -> String {
-    hex::encode(
-        Sha256::digest(header.as_bytes())
-            .get(..6)
-            .unwrap_or_default(),
-    )
+    let value = header.trim();
+    let token = match value.split_once([' ', '\t']) {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        _ => value,
+    };
+    crate::token::fingerprint(token)
 }
 
 const HOP_BY_HOP: [&str; 9] = [
@@ -484,6 +486,14 @@ mod tests {
             method_arn("prod", "GET", "/"),
             "arn:aws:execute-api:us-east-1:123456789012:cedargate/prod/GET/"
         );
+    }
+
+    #[test]
+    fn fingerprints_match_the_authorizer_s() {
+        let t = crate::token::fingerprint("abc.def.ghi");
+        assert_eq!(fingerprint("Bearer abc.def.ghi"), t);
+        assert_eq!(fingerprint("bearer  abc.def.ghi "), t);
+        assert_ne!(fingerprint("Bearer abc.def.ghj"), t);
     }
 
     #[test]
