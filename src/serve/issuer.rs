@@ -21,7 +21,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -299,11 +299,6 @@ impl DevIssuer {
         self.key.jwks()
     }
 
-    /// The default key file path under `dir`.
-    pub fn key_path(dir: &Path) -> PathBuf {
-        dir.join(KEY_FILE)
-    }
-
     /// An access token for `user`, as the token endpoint would issue it.
     pub fn mint(
         &self,
@@ -323,6 +318,17 @@ impl DevIssuer {
 
     /// Handles a request under [`PREFIX`]; `rest` is the path after it.
     pub fn handle(&self, method: &Method, rest: &str, query: &str, body: &[u8]) -> Reply {
+        let mut reply = self.route(method, rest, query, body);
+        // The pages have no scripts and are never framed (no clickjacking of the sign-in).
+        http::set(
+            &mut reply,
+            "content-security-policy",
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'",
+        );
+        reply
+    }
+
+    fn route(&self, method: &Method, rest: &str, query: &str, body: &[u8]) -> Reply {
         match (method, rest) {
             (&Method::OPTIONS, _) => http::preflight(),
             (&Method::GET, "/.well-known/openid-configuration") => {
@@ -725,6 +731,7 @@ fn sign_in_page(p: &[(String, String)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn tmp_key_path(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(

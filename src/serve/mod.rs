@@ -136,7 +136,8 @@ impl App {
         let port = self.port.to_string();
         match host.rsplit_once(':') {
             Some((name, p)) => p == port && matches!(name, "127.0.0.1" | "localhost"),
-            None => false,
+            // Browsers leave out the default port.
+            None => self.port == 80 && matches!(host, "127.0.0.1" | "localhost"),
         }
     }
 
