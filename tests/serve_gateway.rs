@@ -603,3 +603,59 @@ async fn development_endpoints_and_loopback_rules() {
         assert!(err.contains("reader") && err.contains("analyst"), "{err}");
     }
 }
+
+/// With `CEDARGATE_ISSUER` set, serve uses the normal configuration and no development issuer:
+/// here a second serve trusts the first one's issuer through `CEDARGATE_JWKS_FILE`.
+#[tokio::test]
+async fn with_cedargate_issuer_set_serve_trusts_that_issuer_and_runs_no_dev_issuer() {
+    let dev = Serve::start("issuer-source", &[], &[]);
+    let jwks = dev
+        .http
+        .get(dev.url("/dev-issuer/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let dir = workdir("configured");
+    std::fs::write(dir.join("jwks.json"), jwks).unwrap();
+    let issuer = format!("http://127.0.0.1:{}/dev-issuer", dev.port);
+    let s = Serve::start_in_env(
+        dir,
+        &[],
+        &[
+            ("CEDARGATE_ISSUER", &issuer),
+            ("CEDARGATE_AUDIENCE", "https://api.cedargate.example"),
+            ("CEDARGATE_JWKS_FILE", "jwks.json"),
+        ],
+    );
+    let status = s.status().await;
+    assert_eq!(status["developmentIssuer"], false);
+    assert_eq!(status["issuer"], issuer);
+    let res = s
+        .http
+        .get(s.url("/dev-issuer/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        404,
+        "no development issuer with CEDARGATE_ISSUER set"
+    );
+    assert!(
+        !s.dir.join(".cedargate").exists(),
+        "no development key is made"
+    );
+
+    // Tokens of the trusted issuer work; the serve's own port would name another issuer.
+    let trusted = dev.token("reader", &[]);
+    let (st, body) = s.call("GET", "/prod/pets/42", Some(&trusted), None).await;
+    assert_eq!(st, 200, "{body}");
+    let own = token_in(&dev.dir, "reader", s.port, &[]);
+    assert_eq!(
+        s.call("GET", "/prod/pets/42", Some(&own), None).await.0,
+        401
+    );
+}

@@ -80,6 +80,11 @@ impl Serve {
     }
 
     pub fn start_in(dir: PathBuf, args: &[&str]) -> Self {
+        Self::start_in_env(dir, args, &[])
+    }
+
+    /// [`Serve::start_in`] with environment variables set for the process.
+    pub fn start_in_env(dir: PathBuf, args: &[&str], envs: &[(&str, &str)]) -> Self {
         let log = std::fs::File::create(dir.join("serve.log")).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cedargate"));
         cmd.arg("serve")
@@ -93,6 +98,7 @@ impl Serve {
         for name in CLEARED {
             cmd.env_remove(name);
         }
+        cmd.envs(envs.iter().copied());
         let mut child = cmd.spawn().expect("cannot start cedargate serve");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
