@@ -457,7 +457,10 @@ impl DevIssuer {
         let Some(user) = users::find(login) else {
             return http::html(
                 StatusCode::BAD_REQUEST,
-                error_page(&format!("there is no demo user `{}`", escape(login))),
+                error_page(&format!(
+                    "there is no demo user `{}`",
+                    login.chars().take(64).collect::<String>()
+                )),
             );
         };
         let mut bytes = [0u8; 32];
