@@ -24,6 +24,8 @@ pub mod explain;
 
 pub mod store;
 
+pub mod serve;
+
 pub mod cli;
 
 use std::sync::Arc;

@@ -6,6 +6,8 @@
 mod invoke;
 mod lambda;
 mod publish;
+mod serve;
+mod token;
 mod validate;
 
 use std::path::PathBuf;
@@ -36,6 +38,10 @@ enum Command {
     Validate(validate::Args),
     /// Validate the bundle, then upload it to S3 as one self-describing object
     Publish(publish::Args),
+    /// Run API Gateway, the authorizer, a demo backend, a development sign-in and the demo page on 127.0.0.1
+    Serve(serve::Args),
+    /// Print an access token for a demo user of `serve`'s development issuer (development only)
+    Token(token::Args),
 }
 
 /// Where a command finds its bundle directory.
@@ -111,6 +117,14 @@ pub fn main() -> ExitCode {
         Command::Publish(args) => {
             init_logging("warn");
             publish::run(&args)
+        }
+        Command::Serve(args) => {
+            init_logging("info");
+            serve::run(&args, &ProcessEnv)
+        }
+        Command::Token(args) => {
+            init_logging("warn");
+            token::run(&args, &ProcessEnv)
         }
     }
 }

@@ -1,0 +1,508 @@
+//! Gateway: a local stand-in for an API Gateway REST API stage with a TOKEN authorizer.
+//!
+//! Stage: the front of `serve`. Input: an HTTP request under `/{stage}/`. Output: what API
+//! Gateway would answer, after calling the authorizer in-process (the exact code the Lambda
+//! runs) and then the demo backend or the `--upstream` backend.
+//!
+//! What it reproduces, because it is what makes a route-wide policy necessary:
+//! - The `Authorization` header is the identity source. Without it, 401 without calling the
+//!   authorizer. The authorizer's answer is cached per header value for the TTL (300 s by
+//!   default; 0 turns caching off) and reused for every route called with the same token, and
+//!   the cached entry is kept for its TTL whatever happens meanwhile (token expiry, policy
+//!   reloads), as API Gateway does.
+//! - Every request is judged by the (cached) IAM policy against the method ARN it would have in
+//!   AWS (`arn:aws:execute-api:us-east-1:123456789012:cedargate/prod/GET/pets/42`), by an IAM
+//!   evaluator of its own ([`super::verdict`]).
+//! - Routing follows API Gateway's precedence (the bundle's [`crate::routes::RouteTable`]);
+//!   a path no route takes is 403 `Missing Authentication Token`, as REST APIs answer.
+//! - Error bodies, `x-amzn-ErrorType` and CORS headers are those of API Gateway's default
+//!   gateway responses with CORS enabled.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hyper::body::Bytes;
+use hyper::{HeaderMap, Method, StatusCode};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::http::{self, Reply};
+use super::verdict::{evaluate, Verdict};
+use crate::handler::Authorizer;
+use crate::routes::{self, RouteTable, Segment};
+
+/// The parts of the fake execute-api ARN that AWS would fill in.
+pub const REGION: &str = "us-east-1";
+pub const ACCOUNT: &str = "123456789012";
+pub const API_ID: &str = "cedargate";
+/// The original example's public endpoint: no authorizer.
+pub const PUBLIC_ROUTE: (&str, &str) = ("POST", "/api/public");
+
+const CACHE_LIMIT: usize = 10_000;
+/// API Gateway's default integration timeout.
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(29);
+/// The header that carries the authorizer context to an `--upstream` backend.
+pub const CONTEXT_HEADER: &str = "x-cedargate-context";
+
+/// An authorizer answer as API Gateway keeps it.
+#[derive(Debug, Clone)]
+struct Authorized {
+    principal_id: String,
+    policy: Value,
+    context: Map<String, Value>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    answer: Arc<Authorized>,
+    expires: Instant,
+}
+
+/// Counters shown by `/status`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub authorizer_calls: AtomicU64,
+    pub cache_hits: AtomicU64,
+}
+
+/// Where allowed requests go.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// The built-in demo backend: echoes the route and the authorizer context.
+    Demo,
+    /// A real backend: method, path (after the stage), query and body are forwarded.
+    Upstream(url::Url),
+}
+
+/// The gateway: authorizer, cache, backend.
+#[derive(Debug)]
+pub struct Gateway {
+    pub stage: String,
+    authorizer: Arc<Authorizer>,
+    ttl: Duration,
+    cache: Mutex<HashMap<[u8; 32], Entry>>,
+    pub counters: Counters,
+    backend: Backend,
+    http: reqwest::Client,
+}
+
+/// A request as the gateway sees it.
+#[derive(Debug)]
+pub struct Call<'a> {
+    pub method: &'a Method,
+    /// The path after the stage, starting with `/` (raw, as sent).
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    pub body: Bytes,
+}
+
+fn gateway_error(status: StatusCode, error_type: &str, body: Value) -> Reply {
+    let mut r = http::json(status, &body);
+    http::set(&mut r, "x-amzn-errortype", error_type);
+    http::cors(r)
+}
+
+pub fn unauthorized() -> Reply {
+    gateway_error(
+        StatusCode::UNAUTHORIZED,
+        "UnauthorizedException",
+        json!({"message": "Unauthorized"}),
+    )
+}
+
+pub fn missing_authentication_token() -> Reply {
+    gateway_error(
+        StatusCode::FORBIDDEN,
+        "MissingAuthenticationTokenException",
+        json!({"message": "Missing Authentication Token"}),
+    )
+}
+
+fn access_denied(verdict: Verdict) -> Reply {
+    let message = if verdict == Verdict::ExplicitDeny {
+        "User is not authorized to access this resource with an explicit deny"
+    } else {
+        "User is not authorized to access this resource"
+    };
+    gateway_error(
+        StatusCode::FORBIDDEN,
+        "AccessDeniedException",
+        json!({"Message": message}),
+    )
+}
+
+/// The method ARN of `method path` in `stage` (`path` starts with `/`).
+pub fn method_arn(stage: &str, method: &str, path: &str) -> String {
+    format!(
+        "arn:aws:execute-api:{REGION}:{ACCOUNT}:{API_ID}/{stage}/{method}/{}",
+        path.strip_prefix('/').unwrap_or(path)
+    )
+}
+
+/// The path parameters of `path` under the route's template.
+pub fn path_parameters(segments: &[Segment], path: &str) -> Map<String, Value> {
+    let parts: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+    let mut out = Map::new();
+    for (i, seg) in segments.iter().enumerate() {
+        match seg {
+            Segment::Literal(_) => {}
+            Segment::Param(name) => {
+                if let Some(v) = parts.get(i) {
+                    out.insert(name.clone(), Value::String(decode(v)));
+                }
+            }
+            Segment::Proxy(name) => {
+                let rest = parts.get(i..).unwrap_or_default().join("/");
+                out.insert(name.clone(), Value::String(decode(&rest)));
+            }
+        }
+    }
+    out
+}
+
+fn decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+fn token_key(header: &str) -> [u8; 32] {
+    Sha256::digest(header.as_bytes()).into()
+}
+
+/// A short fingerprint of a credential for logs, never the credential itself: the same one
+/// the authorizer logs for the token, so the gateway's and the authorizer's lines correlate.
+pub fn fingerprint(header: &str) -> String {
+    let value = header.trim();
+    let token = match value.split_once([' ', '\t']) {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        _ => value,
+    };
+    crate::token::fingerprint(token)
+}
+
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+];
+
+impl Gateway {
+    pub fn new(
+        stage: String,
+        authorizer: Arc<Authorizer>,
+        ttl: Duration,
+        backend: Backend,
+    ) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(UPSTREAM_TIMEOUT)
+            .build()
+            .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))?;
+        Ok(Self {
+            stage,
+            authorizer,
+            ttl,
+            cache: Mutex::new(HashMap::new()),
+            counters: Counters::default(),
+            backend,
+            http,
+        })
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// Live cache entries.
+    pub fn cache_entries(&self) -> usize {
+        let now = Instant::now();
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|e| e.expires > now)
+            .count()
+    }
+
+    /// Drops every cached authorizer answer (`--flush-on-reload`; API Gateway never does this
+    /// on its own).
+    pub fn flush(&self) -> usize {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let n = cache.len();
+        cache.clear();
+        n
+    }
+
+    /// Handles a request under the stage.
+    pub async fn handle(&self, routes: Option<&RouteTable>, call: Call<'_>) -> Reply {
+        // CORS preflight: answered by the OPTIONS mock integration, without the authorizer.
+        if call.method == Method::OPTIONS
+            && call.headers.contains_key("access-control-request-method")
+        {
+            return http::preflight();
+        }
+        let route = routes::Method::parse(call.method.as_str())
+            .and_then(|m| routes.and_then(|t| t.route(m, call.path)))
+            .and_then(|id| routes.and_then(|t| t.get(id)));
+        let Some(route) = route else {
+            if (call.method.as_str(), call.path) == PUBLIC_ROUTE {
+                return http::cors(http::json(
+                    StatusCode::OK,
+                    &json!({"message": "Hi ⊂◉‿◉つ from Public API"}),
+                ));
+            }
+            return missing_authentication_token();
+        };
+        let Some(header) = call
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.trim().is_empty())
+        else {
+            return unauthorized();
+        };
+        let arn = method_arn(&self.stage, call.method.as_str(), call.path);
+        let Some(answer) = self.authorize(header, &arn).await else {
+            return unauthorized();
+        };
+        let verdict = evaluate(&answer.policy, &arn);
+        tracing::info!(
+            event = "gateway",
+            token = %fingerprint(header),
+            route = %route.name,
+            arn = %arn,
+            verdict = verdict.as_str(),
+            "gateway decision"
+        );
+        if verdict != Verdict::Allow {
+            return access_denied(verdict);
+        }
+        let mut authorizer = answer.context.clone();
+        authorizer.insert(
+            "principalId".to_owned(),
+            Value::String(answer.principal_id.clone()),
+        );
+        let params = path_parameters(route.segments(), call.path);
+        match &self.backend {
+            Backend::Demo => http::cors(demo_backend(
+                &self.stage,
+                &route.name,
+                &call,
+                params,
+                authorizer,
+            )),
+            Backend::Upstream(base) => http::cors(self.proxy(base, &call, &authorizer).await),
+        }
+    }
+
+    /// The authorizer's answer for this credential: cached, or fresh from the authorizer.
+    /// `None` is the authorizer's `Unauthorized` (not cached: a 401 is retried, as API
+    /// Gateway does with a failing authorizer).
+    async fn authorize(&self, header: &str, arn: &str) -> Option<Arc<Authorized>> {
+        let key = token_key(header);
+        let now = Instant::now();
+        if !self.ttl.is_zero() {
+            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(e) = cache.get(&key).filter(|e| e.expires > now) {
+                self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+                return Some(e.answer.clone());
+            }
+        }
+        self.counters
+            .authorizer_calls
+            .fetch_add(1, Ordering::Relaxed);
+        let event = json!({
+            "type": "TOKEN",
+            "authorizationToken": header,
+            "methodArn": arn,
+        });
+        let response = self.authorizer.handle(event).await.ok()?;
+        let answer = Arc::new(Authorized {
+            principal_id: response
+                .get("principalId")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            policy: response
+                .get("policyDocument")
+                .cloned()
+                .unwrap_or(Value::Null),
+            context: response
+                .get("context")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
+        });
+        if !self.ttl.is_zero() {
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.len() >= CACHE_LIMIT {
+                cache.retain(|_, e| e.expires > now);
+                if cache.len() >= CACHE_LIMIT {
+                    cache.clear();
+                }
+            }
+            cache.insert(
+                key,
+                Entry {
+                    answer: answer.clone(),
+                    expires: now + self.ttl,
+                },
+            );
+        }
+        Some(answer)
+    }
+
+    async fn proxy(&self, base: &url::Url, call: &Call<'_>, context: &Map<String, Value>) -> Reply {
+        let mut url = base.clone();
+        let joined = format!(
+            "{}{}",
+            base.path().trim_end_matches('/'),
+            if call.path.is_empty() { "/" } else { call.path }
+        );
+        url.set_path(&joined);
+        url.set_query(call.query);
+        let Ok(method) = reqwest::Method::from_bytes(call.method.as_str().as_bytes()) else {
+            return missing_authentication_token();
+        };
+        let mut req = self.http.request(method, url);
+        for (name, value) in call.headers {
+            let n = name.as_str();
+            if HOP_BY_HOP.contains(&n) || n == "content-length" || n == CONTEXT_HEADER {
+                continue;
+            }
+            req = req.header(n, value.as_bytes());
+        }
+        req = req.header(CONTEXT_HEADER, Value::Object(context.clone()).to_string());
+        let response = match req.body(call.body.clone()).send().await {
+            Ok(r) => r,
+            Err(e) if e.is_timeout() => {
+                return http::json(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    &json!({"message": "Endpoint request timed out"}),
+                )
+            }
+            Err(e) => {
+                tracing::warn!(event = "upstream_failed", error = %e, "the upstream backend did not answer");
+                return http::json(
+                    StatusCode::BAD_GATEWAY,
+                    &json!({"message": "Internal server error"}),
+                );
+            }
+        };
+        let status =
+            StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let headers = response.headers().clone();
+        let body = match response.bytes().await {
+            Ok(b) if b.len() <= http::MAX_BODY_BYTES => b,
+            _ => {
+                return http::json(
+                    StatusCode::BAD_GATEWAY,
+                    &json!({"message": "Internal server error"}),
+                )
+            }
+        };
+        let mut reply = http::reply(status, "application/octet-stream", body);
+        reply.headers_mut().remove(hyper::header::CONTENT_TYPE);
+        for (name, value) in &headers {
+            let n = name.as_str();
+            if HOP_BY_HOP.contains(&n) || n == "content-length" {
+                continue;
+            }
+            if let (Ok(name), Ok(value)) = (
+                hyper::header::HeaderName::from_bytes(name.as_str().as_bytes()),
+                hyper::header::HeaderValue::from_bytes(value.as_bytes()),
+            ) {
+                reply.headers_mut().append(name, value);
+            }
+        }
+        reply
+    }
+}
+
+/// The demo backend: what the original example's private endpoint did, echoing what API
+/// Gateway hands a Lambda proxy integration (`requestContext.authorizer`).
+fn demo_backend(
+    stage: &str,
+    route: &str,
+    call: &Call<'_>,
+    params: Map<String, Value>,
+    authorizer: Map<String, Value>,
+) -> Reply {
+    let message = if route == "POST /api/private" {
+        "Hi ⊂◉‿◉つ from Private API. Only logged in users can see this".to_owned()
+    } else {
+        format!("Hi ⊂◉‿◉つ from the demo backend: the policies let you call `{route}`")
+    };
+    let body = match std::str::from_utf8(&call.body) {
+        Ok("") => Value::Null,
+        Ok(text) => serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned())),
+        Err(_) => Value::String(format!("<{} bytes>", call.body.len())),
+    };
+    http::json(
+        StatusCode::OK,
+        &json!({
+            "message": message,
+            "route": route,
+            "request": {
+                "method": call.method.as_str(),
+                "path": call.path,
+                "stage": stage,
+                "pathParameters": params,
+                "query": call.query,
+                "body": body,
+            },
+            "requestContext": { "authorizer": authorizer },
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::Route;
+
+    #[test]
+    fn arns_carry_the_stage_and_the_raw_path() {
+        assert_eq!(
+            method_arn("prod", "GET", "/pets/42"),
+            "arn:aws:execute-api:us-east-1:123456789012:cedargate/prod/GET/pets/42"
+        );
+        assert_eq!(
+            method_arn("prod", "GET", "/"),
+            "arn:aws:execute-api:us-east-1:123456789012:cedargate/prod/GET/"
+        );
+    }
+
+    #[test]
+    fn fingerprints_match_the_authorizer_s() {
+        let t = crate::token::fingerprint("abc.def.ghi");
+        assert_eq!(fingerprint("Bearer abc.def.ghi"), t);
+        assert_eq!(fingerprint("bearer  abc.def.ghi "), t);
+        assert_ne!(fingerprint("Bearer abc.def.ghj"), t);
+    }
+
+    #[test]
+    fn path_parameters_follow_the_template() {
+        let r = Route::parse("GET /pets/{petId}/photos/{path+}")
+            .unwrap()
+            .unwrap();
+        let p = path_parameters(r.segments(), "/pets/4%202/photos/a/b.jpg");
+        assert_eq!(p.get("petId").unwrap(), "4 2");
+        assert_eq!(p.get("path").unwrap(), "a/b.jpg");
+    }
+}
