@@ -19,13 +19,15 @@ use std::time::SystemTime;
 use cedar_policy::{
     Entities, EntityUid, PolicyId, PolicySet, Schema, SchemaFragment, ValidationMode, Validator,
 };
-use miette::{NamedSource, Report, SourceOffset, SourceSpan};
+use miette::{Diagnostic, NamedSource, Report, SourceOffset, SourceSpan};
 use sha2::{Digest, Sha256};
 
 use crate::decide::PolicyIndex;
-use crate::entities::Mapping;
+use crate::entities::{Mapping, SchemaItem};
 use crate::iam::Plan;
-use crate::routes::{Route, RouteTable};
+use crate::routes::{Route, RouteError, RouteTable};
+
+use super::locate;
 
 /// The files of a bundle, by path relative to the bundle root (`/`-separated).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -39,7 +41,7 @@ pub fn is_bundle_path(path: &str) -> bool {
     (path.starts_with("schema/") && (ext(".cedarschema") || ext(".cedarschema.json")))
         || (path.starts_with("policies/") && ext(".cedar"))
         || (path.starts_with("entities/") && ext(".json"))
-        || (path.starts_with("tests/") && (ext(".yaml") || ext(".yml")))
+        || (path.starts_with("policy-tests/") && (ext(".yaml") || ext(".yml")))
 }
 
 impl BundleFiles {
@@ -47,7 +49,7 @@ impl BundleFiles {
     /// swap files, `.git`).
     pub fn read_dir(dir: &Path) -> std::io::Result<Self> {
         let mut files = BTreeMap::new();
-        for top in ["schema", "policies", "entities", "tests"] {
+        for top in ["schema", "policies", "entities", "policy-tests"] {
             let root = dir.join(top);
             if root.is_dir() {
                 walk(dir, &root, &mut files, 0)?;
@@ -194,6 +196,86 @@ fn located(
     })
 }
 
+/// A Cedar diagnostic shown against the bundle file it came from.
+///
+/// Cedar's errors carry the text they were parsed from but not its file name, and miette
+/// prefers an error's own source over one attached later (`with_source_code`), so reports
+/// said `[6:3]` without saying where. This wrapper supplies the named file instead; the spans
+/// are unchanged, since they are offsets into that same text.
+struct InFile {
+    inner: Box<dyn Diagnostic + Send + Sync + 'static>,
+    src: NamedSource<String>,
+}
+
+impl fmt::Debug for InFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.inner, f)
+    }
+}
+
+impl fmt::Display for InFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.inner, f)
+    }
+}
+
+impl std::error::Error for InFile {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner.source()
+    }
+}
+
+impl Diagnostic for InFile {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.inner.code()
+    }
+    fn severity(&self) -> Option<miette::Severity> {
+        self.inner.severity()
+    }
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.inner.help()
+    }
+    fn url<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.inner.url()
+    }
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        Some(&self.src)
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
+        self.inner.labels()
+    }
+    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn Diagnostic> + 'a>> {
+        self.inner.related()
+    }
+    fn diagnostic_source(&self) -> Option<&dyn Diagnostic> {
+        self.inner.diagnostic_source()
+    }
+}
+
+/// `e` as a report that names `file` and shows its text.
+fn in_file(e: impl Diagnostic + Send + Sync + 'static, file: &str, text: &str) -> Report {
+    Report::new(InFile {
+        inner: Box::new(e),
+        src: NamedSource::new(file, text.to_owned()),
+    })
+}
+
+/// A message anchored at a byte range of a file (or at the whole file when `span` is `None`).
+fn located_at(
+    file: &str,
+    text: &str,
+    span: Option<(usize, usize)>,
+    message: String,
+    help: Option<String>,
+) -> Report {
+    Report::new(Located {
+        message,
+        src: NamedSource::new(file, text.to_owned()),
+        span: span.map(|(at, len)| SourceSpan::new(SourceOffset::from(at), len.max(1))),
+        help,
+    })
+}
+
 /// A compiled bundle: immutable, shared by every request that uses it.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -243,19 +325,16 @@ impl Snapshot {
         let mut schema_text = String::new();
         for (path, text) in files.with_prefix("schema/", "") {
             let parsed = if path.ends_with(".json") {
-                SchemaFragment::from_json_str(text).map_err(Report::new)
+                SchemaFragment::from_json_str(text).map_err(|e| in_file(e, path, text))
             } else {
                 match SchemaFragment::from_cedarschema_str(text) {
                     Ok((frag, warnings)) => {
                         for w in warnings {
-                            problems.warnings.push(
-                                Report::new(w)
-                                    .with_source_code(NamedSource::new(path, text.clone())),
-                            );
+                            problems.warnings.push(in_file(w, path, text));
                         }
                         Ok(frag)
                     }
-                    Err(e) => Err(Report::new(e)),
+                    Err(e) => Err(in_file(e, path, text)),
                 }
             };
             match parsed {
@@ -266,10 +345,7 @@ impl Snapshot {
                         schema_text.push('\n');
                     }
                 }
-                Err(r) => problems.error(
-                    r.with_source_code(NamedSource::new(path, text.clone()))
-                        .wrap_err(format!("failed to parse schema `{path}`")),
-                ),
+                Err(r) => problems.error(r.wrap_err(format!("failed to parse schema `{path}`"))),
             }
         }
         if fragments.is_empty() && problems.errors.is_empty() {
@@ -311,14 +387,28 @@ impl Snapshot {
                 }
             }
         };
-        let schema_file = files
+        // cedargate's own schema checks work on the resolved JSON form, which has no
+        // positions: their reports point at the declaration found again in the text.
+        let schema_files: Vec<(&str, &str)> = files
             .with_prefix("schema/", "")
-            .next()
-            .map(|(p, t)| (p.clone(), t.clone()));
+            .map(|(p, t)| (p.as_str(), t.as_str()))
+            .collect();
         let at_schema =
-            |needle: Option<&str>, message: String, help: Option<String>| match &schema_file {
-                Some((p, t)) => located(p, t, needle, message, help),
-                None => miette::miette!("{message}"),
+            |item: &SchemaItem, message: String, help: Option<String>| match locate::schema_item(
+                &schema_files,
+                item,
+            ) {
+                Some((n, at, len)) => match schema_files.get(n) {
+                    Some((p, t)) => located_at(p, t, Some((at, len)), message, help),
+                    None => miette::miette!("{message}"),
+                },
+                None => match schema_files.as_slice() {
+                    [(p, t)] => located_at(p, t, None, message, help),
+                    _ => match help {
+                        Some(h) => miette::miette!(help = h, "{message}"),
+                        None => miette::miette!("{message}"),
+                    },
+                },
             };
 
         phase("schema");
@@ -335,18 +425,22 @@ impl Snapshot {
                     route_actions.push(action.clone());
                 }
                 Ok(None) => {}
-                Err(e) => problems.error(at_schema(Some(&format!("\"{name}\"")), e.to_string(), Some("routes are `\"<VERB> /path/{param}/{proxy+}\"`, VERB one of GET POST PUT PATCH DELETE HEAD OPTIONS ANY".to_owned()))),
+                Err(e) => problems.error(at_schema(&SchemaItem::Action(name.to_owned()), e.to_string(), Some("routes are `\"<VERB> /path/{param}/{proxy+}\"`, VERB one of GET POST PUT PATCH DELETE HEAD OPTIONS ANY".to_owned()))),
             }
         }
         let table = match RouteTable::new(routes) {
             Ok(t) => t,
             Err(e) => {
-                problems.error(at_schema(None, e.to_string(), None));
+                let item = match &e {
+                    RouteError::Duplicate { second, .. } => SchemaItem::Action(second.clone()),
+                    RouteError::Malformed { name, .. } => SchemaItem::Action(name.clone()),
+                };
+                problems.error(at_schema(&item, e.to_string(), None));
                 RouteTable::default()
             }
         };
         if table.is_empty() && problems.errors.is_empty() {
-            problems.warnings.push(at_schema(None, "the schema declares no routes (actions named `\"<VERB> /path\"`): every request will be denied".to_owned(), None));
+            problems.warnings.push(at_schema(&SchemaItem::Nowhere, "the schema declares no routes (actions named `\"<VERB> /path\"`): every request will be denied".to_owned(), None));
         }
 
         // Identity mapping from annotations.
@@ -354,8 +448,7 @@ impl Snapshot {
             Ok(m) => Some(m),
             Err(errs) => {
                 for e in errs {
-                    let needle = e.0.split('`').nth(1).map(str::to_owned);
-                    problems.error(at_schema(needle.as_deref(), e.0, None));
+                    problems.error(at_schema(&e.at, e.message, None));
                 }
                 None
             }
@@ -366,15 +459,15 @@ impl Snapshot {
         // that diagnostics carry the right source.
         let mut policies = PolicySet::new();
         let mut seen_ids: HashMap<String, String> = HashMap::new();
+        // Where each policy starts (`permit`/`forbid`), for reports about a whole policy.
+        let mut places: HashMap<PolicyId, (String, usize, usize)> = HashMap::new();
         let validator = Validator::new(schema.clone());
         for (path, text) in files.with_prefix("policies/", ".cedar") {
             let parsed = match PolicySet::from_str(text) {
                 Ok(p) => p,
                 Err(e) => {
                     problems.error(
-                        Report::new(e)
-                            .with_source_code(NamedSource::new(path, text.clone()))
-                            .wrap_err(format!("failed to parse `{path}`")),
+                        in_file(e, path, text).wrap_err(format!("failed to parse `{path}`")),
                     );
                     continue;
                 }
@@ -388,7 +481,9 @@ impl Snapshot {
                     .unwrap_or(usize::MAX)
             });
             let mut renamed = PolicySet::new();
+            let starts = locate::policy_starts(text);
             for (index, policy) in ordered.into_iter().enumerate() {
+                let start = starts.get(index).copied();
                 let local = policy
                     .annotation("id")
                     .map_or_else(|| index.to_string(), str::to_owned);
@@ -396,10 +491,10 @@ impl Snapshot {
                     .get(&local)
                     .filter(|_| policy.annotation("id").is_some())
                 {
-                    problems.error(located(
+                    problems.error(located_at(
                         path,
                         text,
-                        Some(&format!("\"{local}\"")),
+                        start,
                         format!("policy id `{local}` is already used in `{other}`"),
                         Some("each `@id` names one policy in the bundle".to_owned()),
                     ));
@@ -410,6 +505,9 @@ impl Snapshot {
                 }
                 let id = PolicyId::from_str(&format!("{path}#{local}"))
                     .unwrap_or_else(|never| match never {});
+                if let Some((at, len)) = start {
+                    places.insert(id.clone(), (path.clone(), at, len));
+                }
                 if let Err(e) = renamed.add(policy.new_id(id)) {
                     problems.error(located(path, text, None, e.to_string(), None));
                 }
@@ -428,14 +526,10 @@ impl Snapshot {
             }
             let result = validator.validate(&renamed, ValidationMode::Strict);
             for e in result.validation_errors() {
-                problems.error(
-                    Report::new(e.clone()).with_source_code(NamedSource::new(path, text.clone())),
-                );
+                problems.error(in_file(e.clone(), path, text));
             }
             for w in result.validation_warnings() {
-                problems.warnings.push(
-                    Report::new(w.clone()).with_source_code(NamedSource::new(path, text.clone())),
-                );
+                problems.warnings.push(in_file(w.clone(), path, text));
             }
             for p in renamed.policies() {
                 if let Err(e) = policies.add(p.clone()) {
@@ -461,7 +555,10 @@ impl Snapshot {
                     for e in es.iter() {
                         if let Some(m) = &mapping {
                             if e.uid().type_name() == m.principal_type() {
-                                problems.error(located(path, text, None, format!("`{}` is of the principal type: principals come from tokens, not from static entities", e.uid()), None));
+                                let needle =
+                                    serde_json::Value::String(e.uid().id().unescaped().to_owned())
+                                        .to_string();
+                                problems.error(located(path, text, Some(&needle), format!("`{}` is of the principal type: principals come from tokens, not from static entities", e.uid()), None));
                                 continue;
                             }
                         }
@@ -469,9 +566,7 @@ impl Snapshot {
                     }
                 }
                 Err(e) => problems.error(
-                    Report::new(e)
-                        .with_source_code(NamedSource::new(path, text.clone()))
-                        .wrap_err(format!("failed to load entities `{path}`")),
+                    in_file(e, path, text).wrap_err(format!("failed to load entities `{path}`")),
                 ),
             }
         }
@@ -498,9 +593,25 @@ impl Snapshot {
         }
         phase("entities");
         let index = PolicyIndex::new(&policies, route_actions.clone(), &action_ancestors);
+        let at_policy = |id: &PolicyId, message: String, help: Option<String>| match places
+            .get(id)
+            .and_then(|(p, at, len)| files.files.get(p).map(|t| (p, t, *at, *len)))
+        {
+            Some((p, t, at, len)) => located_at(p, t, Some((at, len)), message, help),
+            None => miette::miette!("{message}"),
+        };
         for id in index.off_route() {
-            problems.warnings.push(miette::miette!(
-                "policy `{id}` applies to no route, so it never affects a decision"
+            problems.warnings.push(at_policy(
+                id,
+                format!("policy `{id}` applies to no route, so it never affects a decision"),
+                Some("its action scope names only actions that are not routes (`\"<VERB> /path\"`) nor groups of routes".to_owned()),
+            ));
+        }
+        for (permit, forbid) in super::lints::shadowed_permits(&index, &mapping) {
+            problems.warnings.push(at_policy(
+                &permit,
+                format!("permit `{permit}` can never allow anything: forbid `{forbid}` denies each of its routes to every caller, unconditionally"),
+                None,
             ));
         }
         phase("index");
