@@ -5,6 +5,7 @@
 
 mod invoke;
 mod lambda;
+mod test;
 mod validate;
 
 use std::path::PathBuf;
@@ -33,6 +34,8 @@ enum Command {
     Invoke(invoke::Args),
     /// Validate a policy bundle: Cedar's strict validation plus cedargate's conventions
     Validate(validate::Args),
+    /// Run the bundle's policy tests (policy-tests/**/*.yaml) and report coverage
+    Test(test::Args),
 }
 
 /// Where a command finds its bundle directory.
@@ -104,6 +107,10 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => {
             init_logging("warn");
             validate::run(&args)
+        }
+        Command::Test(args) => {
+            init_logging("warn");
+            test::run(&args)
         }
     }
 }
