@@ -3,6 +3,7 @@
 //! Exit codes follow the `cedar` CLI: 0 ok, 1 error (bad configuration, unreadable input),
 //! 3 validation or test failure. Errors are printed once, to stderr.
 
+mod explain;
 mod invoke;
 mod lambda;
 mod test;
@@ -36,6 +37,8 @@ enum Command {
     Validate(validate::Args),
     /// Run the bundle's policy tests (policy-tests/**/*.yaml) and report coverage
     Test(test::Args),
+    /// Explain the decision for a token or claims: principal, every route, the IAM policy
+    Explain(explain::Args),
 }
 
 /// Where a command finds its bundle directory.
@@ -111,6 +114,10 @@ pub fn main() -> ExitCode {
         Command::Test(args) => {
             init_logging("warn");
             test::run(&args)
+        }
+        Command::Explain(args) => {
+            init_logging("warn");
+            explain::run(&args)
         }
     }
 }
