@@ -134,6 +134,10 @@ impl Problems {
     fn error(&mut self, r: Report) {
         self.errors.push(r);
     }
+    /// Records a warning; it renders as one (⚠) whatever the report's own severity.
+    fn warn(&mut self, r: Report) {
+        self.warnings.push(Report::new(AsWarning(r)));
+    }
     /// One line per problem, for logs.
     pub fn summary(&self) -> String {
         let lines: Vec<String> = self.errors.iter().map(one_line).collect();
@@ -252,6 +256,54 @@ impl Diagnostic for InFile {
     }
 }
 
+/// A report shown with warning severity (cedargate's own warnings are built as plain reports).
+struct AsWarning(Report);
+
+impl fmt::Debug for AsWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for AsWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for AsWarning {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl Diagnostic for AsWarning {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.0.code()
+    }
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(miette::Severity::Warning)
+    }
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.0.help()
+    }
+    fn url<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.0.url()
+    }
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        self.0.source_code()
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
+        self.0.labels()
+    }
+    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn Diagnostic> + 'a>> {
+        self.0.related()
+    }
+    fn diagnostic_source(&self) -> Option<&dyn Diagnostic> {
+        self.0.diagnostic_source()
+    }
+}
+
 /// `e` as a report that names `file` and shows its text.
 fn in_file(e: impl Diagnostic + Send + Sync + 'static, file: &str, text: &str) -> Report {
     Report::new(InFile {
@@ -330,7 +382,7 @@ impl Snapshot {
                 match SchemaFragment::from_cedarschema_str(text) {
                     Ok((frag, warnings)) => {
                         for w in warnings {
-                            problems.warnings.push(in_file(w, path, text));
+                            problems.warn(in_file(w, path, text));
                         }
                         Ok(frag)
                     }
@@ -440,7 +492,7 @@ impl Snapshot {
             }
         };
         if table.is_empty() && problems.errors.is_empty() {
-            problems.warnings.push(at_schema(&SchemaItem::Nowhere, "the schema declares no routes (actions named `\"<VERB> /path\"`): every request will be denied".to_owned(), None));
+            problems.warn(at_schema(&SchemaItem::Nowhere, "the schema declares no routes (actions named `\"<VERB> /path\"`): every request will be denied".to_owned(), None));
         }
 
         // Identity mapping from annotations.
@@ -513,7 +565,7 @@ impl Snapshot {
                 }
             }
             for t in parsed.templates() {
-                problems.warnings.push(located(
+                problems.warn(located(
                     path,
                     text,
                     None,
@@ -529,7 +581,7 @@ impl Snapshot {
                 problems.error(in_file(e.clone(), path, text));
             }
             for w in result.validation_warnings() {
-                problems.warnings.push(in_file(w.clone(), path, text));
+                problems.warn(in_file(w.clone(), path, text));
             }
             for p in renamed.policies() {
                 if let Err(e) = policies.add(p.clone()) {
@@ -601,14 +653,14 @@ impl Snapshot {
             None => miette::miette!("{message}"),
         };
         for id in index.off_route() {
-            problems.warnings.push(at_policy(
+            problems.warn(at_policy(
                 id,
                 format!("policy `{id}` applies to no route, so it never affects a decision"),
                 Some("its action scope names only actions that are not routes (`\"<VERB> /path\"`) nor groups of routes".to_owned()),
             ));
         }
         for (permit, forbid) in super::lints::shadowed_permits(&index, &mapping) {
-            problems.warnings.push(at_policy(
+            problems.warn(at_policy(
                 &permit,
                 format!("permit `{permit}` can never allow anything: forbid `{forbid}` denies each of its routes to every caller, unconditionally"),
                 None,
