@@ -154,6 +154,20 @@ fn token_claims(raw: &str, unverified: bool) -> Result<(VerifiedClaims, ClaimsOr
     } else {
         raw.to_owned()
     };
+    // Say how the token will be checked before anything else is said about it.
+    if !unverified
+        && ProcessEnv
+            .get("CEDARGATE_ISSUER")
+            .is_none_or(|v| v.trim().is_empty())
+    {
+        return Err(Failure::Error(
+            "cannot verify the token: CEDARGATE_ISSUER is not set. Set CEDARGATE_ISSUER, \
+             CEDARGATE_AUDIENCE and the key settings as for the authorizer, or pass \
+             --unverified to decode the claims WITHOUT checking signature, issuer, audience \
+             or expiry"
+                .to_owned(),
+        ));
+    }
     let token = UnverifiedJwt::parse(raw.trim(), MAX_TOKEN_BYTES)
         .map_err(|e| Failure::Unauthorized(format!("the token is refused: {e}")))?;
     let fingerprint = Some(token.fingerprint());
@@ -174,18 +188,6 @@ fn token_claims(raw: &str, unverified: bool) -> Result<(VerifiedClaims, ClaimsOr
             token_fingerprint: fingerprint,
         };
         return Ok((claims, origin));
-    }
-    if ProcessEnv
-        .get("CEDARGATE_ISSUER")
-        .is_none_or(|v| v.trim().is_empty())
-    {
-        return Err(Failure::Error(
-            "cannot verify the token: CEDARGATE_ISSUER is not set. Set CEDARGATE_ISSUER, \
-             CEDARGATE_AUDIENCE and the key settings as for the authorizer, or pass \
-             --unverified to decode the claims WITHOUT checking signature, issuer, audience \
-             or expiry"
-                .to_owned(),
-        ));
     }
     let cfg = JwtConfig::from_env(&ProcessEnv).map_err(|e| Failure::Error(e.to_string()))?;
     let rt = super::runtime()
