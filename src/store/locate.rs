@@ -261,6 +261,68 @@ pub fn policy_starts(text: &str) -> Vec<(usize, usize)> {
     out
 }
 
+/// The `"id"` string of the entity whose `uid` is `type_name::"id"` in an entities JSON file
+/// (`{"uid": {"type": …, "id": …}, …}`), as a byte range. Parents have the same shape, so only
+/// an object that is the value of a `"uid"` key counts.
+pub fn entity_uid(text: &str, type_name: &str, id: &str) -> Option<(usize, usize)> {
+    let toks = tokens(text);
+    for (i, t) in toks.iter().enumerate() {
+        let opens_uid = t.tok == Tok::Str("uid")
+            && toks.get(i + 1).is_some_and(|n| n.tok == Tok::Punct(':'))
+            && toks.get(i + 2).is_some_and(|n| n.tok == Tok::Punct('{'));
+        if !opens_uid {
+            continue;
+        }
+        let (mut ty, mut found) = (None, None);
+        let mut k = i + 3;
+        while let Some(key) = toks.get(k) {
+            if key.tok == Tok::Punct('}') {
+                break;
+            }
+            let value = toks.get(k + 2);
+            match (&key.tok, value.map(|v| &v.tok)) {
+                (Tok::Str("type"), Some(Tok::Str(v))) => ty = Some(*v),
+                (Tok::Str("id"), Some(Tok::Str(v))) if *v == id => {
+                    found = value.map(|v| (v.start, v.end - v.start));
+                }
+                _ => {}
+            }
+            k += 1;
+        }
+        if ty == Some(type_name) {
+            if let Some(place) = found {
+                return Some(place);
+            }
+        }
+    }
+    None
+}
+
+/// The first entity reference `` `Type::"id"` `` in a message, as (type, id).
+pub fn uid_in_message(message: &str) -> Option<(String, String)> {
+    message.split('`').skip(1).step_by(2).find_map(|quoted| {
+        let (ty, rest) = quoted.rsplit_once("::\"")?;
+        let id = rest.strip_suffix('"')?;
+        (!ty.is_empty() && !ty.contains(' ')).then(|| (ty.to_owned(), id.to_owned()))
+    })
+}
+
+/// The byte offset of 1-based `line` and `column` (as serde_json counts them) in `text`.
+pub fn offset_of(text: &str, line: usize, column: usize) -> Option<usize> {
+    let start: usize = text
+        .split_inclusive('\n')
+        .take(line.checked_sub(1)?)
+        .map(str::len)
+        .sum();
+    let line_text = text.get(start..)?.split('\n').next()?;
+    let col = column.saturating_sub(1).min(line_text.len());
+    // Stay on a character boundary whatever the column says.
+    (0..=col)
+        .rev()
+        .find(|c| line_text.is_char_boundary(*c))
+        .map(|c| start + c)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,5 +440,31 @@ action "POST /x" appliesTo { principal: User, resource: Api, context: { inline?:
                 &SchemaItem::EntityType("User".into()),
             );
         }
+    }
+
+    #[test]
+    fn entity_uids_are_found_but_not_as_parents() {
+        let text = "[\n  { \"uid\": { \"type\": \"Role\", \"id\": \"admin\" }, \"parents\": [{ \"type\": \"Role\", \"id\": \"editor\" }] },\n  { \"uid\": {\"id\":\"editor\",\"type\":\"Role\"}, \"attrs\": {} }\n]";
+        let (at, len) = entity_uid(text, "Role", "editor").unwrap();
+        assert_eq!(&text[at..at + len], "\"editor\"");
+        assert_eq!(text[..at].matches('\n').count() + 1, 3);
+        assert_eq!(entity_uid(text, "User", "editor"), None);
+        assert_eq!(
+            uid_in_message("attribute `x` on `Role::\"writer\"` should not exist"),
+            Some(("Role".to_owned(), "writer".to_owned()))
+        );
+        assert_eq!(uid_in_message("no entity here"), None);
+    }
+
+    #[test]
+    fn line_and_column_to_offset() {
+        let text = "ab\ncdé\nf";
+        assert_eq!(offset_of(text, 1, 1), Some(0));
+        assert_eq!(offset_of(text, 2, 2), Some(4));
+        assert_eq!(offset_of(text, 3, 1), Some(8));
+        // Past the end of the line: its end; inside a character: its start.
+        assert_eq!(offset_of(text, 2, 40), Some(7));
+        assert_eq!(offset_of(text, 2, 4), Some(5));
+        assert_eq!(offset_of(text, 0, 1), None);
     }
 }

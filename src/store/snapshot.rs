@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use cedar_policy::{
     Entities, EntityUid, PolicyId, PolicySet, Schema, SchemaFragment, ValidationMode, Validator,
@@ -256,6 +256,30 @@ impl Diagnostic for InFile {
     }
 }
 
+/// `e` (an error about the combined schema) as a report against the schema file it came from.
+/// Cedar's schema errors carry the text of the fragment they were found in; the file is the one
+/// whose text has the same bytes under the error's first label.
+fn in_schema_file(e: cedar_policy::SchemaError, files: &BundleFiles) -> Report {
+    let texts: Vec<(&String, &String)> = files.with_prefix("schema/", ".cedarschema").collect();
+    let label = e.labels().and_then(|mut l| l.next());
+    let shown = label.as_ref().and_then(|l| {
+        let src = e.source_code()?;
+        let data = src.read_span(l.inner(), 0, 0).ok()?;
+        Some(data.data().to_vec())
+    });
+    let owner = match (texts.as_slice(), &label, &shown) {
+        ([one], _, _) => Some(*one),
+        (_, Some(l), Some(bytes)) => texts.iter().copied().find(|(_, t)| {
+            t.as_bytes().get(l.offset()..l.offset() + l.len()) == Some(bytes.as_slice())
+        }),
+        _ => None,
+    };
+    match owner {
+        Some((path, text)) => in_file(e, path, text),
+        None => Report::new(e),
+    }
+}
+
 /// A report shown with warning severity (cedargate's own warnings are built as plain reports).
 struct AsWarning(Report);
 
@@ -412,7 +436,7 @@ impl Snapshot {
         let schema = match Schema::from_schema_fragments(fragments) {
             Ok(s) => s,
             Err(e) => {
-                problems.error(Report::new(e).wrap_err("the schema is invalid"));
+                problems.error(in_schema_file(e, &files).wrap_err("the schema is invalid"));
                 return Err(problems);
             }
         };
@@ -514,8 +538,14 @@ impl Snapshot {
         // Where each policy starts (`permit`/`forbid`), for reports about a whole policy.
         let mut places: HashMap<PolicyId, (String, usize, usize)> = HashMap::new();
         let validator = Validator::new(schema.clone());
+        // Where the policy phase spends its time (CEDARGATE_LOG=debug): Cedar's parser and
+        // validator, or cedargate's renaming and indexing around them.
+        let (mut parse_time, mut validate_time) = (Duration::ZERO, Duration::ZERO);
         for (path, text) in files.with_prefix("policies/", ".cedar") {
-            let parsed = match PolicySet::from_str(text) {
+            let parse_started = Instant::now();
+            let parsed = PolicySet::from_str(text);
+            parse_time += parse_started.elapsed();
+            let parsed = match parsed {
                 Ok(p) => p,
                 Err(e) => {
                     problems.error(
@@ -576,7 +606,9 @@ impl Snapshot {
                     None,
                 ));
             }
+            let validate_started = Instant::now();
             let result = validator.validate(&renamed, ValidationMode::Strict);
+            validate_time += validate_started.elapsed();
             for e in result.validation_errors() {
                 problems.error(in_file(e.clone(), path, text));
             }
@@ -590,6 +622,11 @@ impl Snapshot {
             }
         }
 
+        tracing::debug!(
+            parse_millis = parse_time.as_millis() as u64,
+            validate_millis = validate_time.as_millis() as u64,
+            "policy phase: Cedar parse and strict validation (the rest is renaming and checks)"
+        );
         phase("policies");
         // Static entities (role hierarchy), validated against the schema, plus the actions.
         let mut base = match schema.action_entities() {
@@ -602,24 +639,53 @@ impl Snapshot {
         };
         let mut static_entities = Vec::new();
         for (path, text) in files.with_prefix("entities/", ".json") {
+            // A JSON syntax error first, with its line and column: Cedar's message has them only
+            // in words.
+            if let Err(e) = serde_json::from_str::<serde_json::Value>(text) {
+                let at = locate::offset_of(text, e.line(), e.column());
+                problems.error(located_at(
+                    path,
+                    text,
+                    at.map(|a| (a, 1)),
+                    format!("`{path}` is not valid JSON: {e}"),
+                    None,
+                ));
+                continue;
+            }
             match Entities::from_json_str(text, Some(&schema)) {
                 Ok(es) => {
                     for e in es.iter() {
                         if let Some(m) = &mapping {
                             if e.uid().type_name() == m.principal_type() {
-                                let needle =
-                                    serde_json::Value::String(e.uid().id().unescaped().to_owned())
-                                        .to_string();
-                                problems.error(located(path, text, Some(&needle), format!("`{}` is of the principal type: principals come from tokens, not from static entities", e.uid()), None));
+                                let at = locate::entity_uid(
+                                    text,
+                                    &e.uid().type_name().to_string(),
+                                    e.uid().id().unescaped(),
+                                );
+                                problems.error(located_at(path, text, at, format!("`{}` is of the principal type: principals come from tokens, not from static entities", e.uid()), None));
                                 continue;
                             }
                         }
                         static_entities.push(e.clone());
                     }
                 }
-                Err(e) => problems.error(
-                    in_file(e, path, text).wrap_err(format!("failed to load entities `{path}`")),
-                ),
+                Err(e) => {
+                    // Cedar's entity errors carry no position: find the entity they name.
+                    let report = Report::new(e);
+                    let message = one_line(&report);
+                    let at = locate::uid_in_message(&message)
+                        .and_then(|(ty, id)| locate::entity_uid(text, &ty, &id));
+                    problems.error(match at {
+                        Some(span) => located_at(
+                            path,
+                            text,
+                            Some(span),
+                            format!("failed to load entities `{path}`: {message}"),
+                            None,
+                        ),
+                        None => report.wrap_err(format!("failed to load entities `{path}`")),
+                    });
+                }
             }
         }
         match base.clone().add_entities(static_entities, Some(&schema)) {
