@@ -307,7 +307,7 @@ fn render_text(origin: &ClaimsOrigin, arn: &str, allowed: bool, x: &Explanation)
         out,
         "\nroutes ({} allowed, {} denied)",
         allowed_count,
-        x.routes.len() - allowed_count
+        x.routes.len().saturating_sub(allowed_count)
     );
     let width = x.routes.iter().map(|r| r.route.len()).max().unwrap_or(0);
     for r in &x.routes {
