@@ -161,10 +161,9 @@ fn token_claims(raw: &str, unverified: bool) -> Result<(VerifiedClaims, ClaimsOr
             .is_none_or(|v| v.trim().is_empty())
     {
         return Err(Failure::Error(
-            "cannot verify the token: CEDARGATE_ISSUER is not set. Set CEDARGATE_ISSUER, \
-             CEDARGATE_AUDIENCE and the key settings as for the authorizer, or pass \
-             --unverified to decode the claims WITHOUT checking signature, issuer, audience \
-             or expiry"
+            "cannot verify the token without `CEDARGATE_ISSUER`: set it, `CEDARGATE_AUDIENCE` \
+             and the key settings as for the authorizer, or pass `--unverified` to decode the \
+             claims WITHOUT checking signature, issuer, audience or expiry"
                 .to_owned(),
         ));
     }

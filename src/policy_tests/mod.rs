@@ -19,7 +19,7 @@ pub mod format;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use cedar_policy::Effect;
 use miette::Report;
@@ -434,13 +434,6 @@ fn union_len(lists: &[&Vec<String>]) -> usize {
         .flat_map(|l| l.iter())
         .collect::<BTreeSet<_>>()
         .len()
-}
-
-/// The wall clock is never read by a test run: a case with no `time` runs at
-/// [`format::DEFAULT_TIME`]. This returns that instant, for callers that need a `SystemTime`.
-pub fn default_now() -> SystemTime {
-    let ms = format::parse_rfc3339_millis(format::DEFAULT_TIME).unwrap_or(0);
-    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
 #[cfg(test)]
