@@ -129,6 +129,13 @@ impl PolicyIndex {
         &self.off_route
     }
 
+    /// Every policy that applies to some route, with the routes its action scope matches.
+    pub fn scoped(&self) -> impl Iterator<Item = (&Policy, &[RouteId])> {
+        self.policies
+            .iter()
+            .map(|p| (&p.policy, p.routes.as_slice()))
+    }
+
     pub fn route_count(&self) -> usize {
         self.route_actions.len()
     }

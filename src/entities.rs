@@ -36,8 +36,35 @@ use crate::event::AuthzRequest;
 
 /// A problem with the schema's mapping, found at load.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct MappingError(pub String);
+#[error("{message}")]
+pub struct MappingError {
+    pub message: String,
+    /// The declaration the problem is about, so that a report can point at it.
+    pub at: SchemaItem,
+}
+
+/// A declaration in the schema (names as the resolved schema spells them, namespaced types
+/// qualified).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaItem {
+    EntityType(String),
+    Attribute {
+        entity: String,
+        attr: String,
+    },
+    Action(String),
+    /// An attribute of the routes' context record.
+    ContextAttribute(String),
+    /// The schema as a whole.
+    Nowhere,
+}
+
+fn attribute(entity: &str, attr: &str) -> SchemaItem {
+    SchemaItem::Attribute {
+        entity: entity.to_owned(),
+        attr: attr.to_owned(),
+    }
+}
 
 /// A token whose claims do not fit the schema's mapping.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -269,7 +296,10 @@ impl<'a> SchemaJson<'a> {
 }
 
 fn type_name(full: &str) -> Result<EntityTypeName, MappingError> {
-    EntityTypeName::from_str(full).map_err(|e| MappingError(format!("entity type `{full}`: {e}")))
+    EntityTypeName::from_str(full).map_err(|e| MappingError {
+        message: format!("entity type `{full}`: {e}"),
+        at: SchemaItem::EntityType(full.to_owned()),
+    })
 }
 
 /// A claim-filled type is supported when it is a primitive, an entity reference, or a set of
@@ -295,7 +325,7 @@ impl Mapping {
     ) -> Result<Mapping, Vec<MappingError>> {
         let sj = SchemaJson { root: schema_json };
         let mut errors: Vec<MappingError> = Vec::new();
-        let mut err = |m: String| errors.push(MappingError(m));
+        let mut err = |at: SchemaItem, message: String| errors.push(MappingError { message, at });
 
         // The appliesTo of every route action.
         let mut principal_sets: Vec<(String, Vec<String>)> = Vec::new();
@@ -304,7 +334,10 @@ impl Mapping {
         for action in route_actions {
             let name = action.id().unescaped().to_owned();
             let Some(def) = sj.action(action) else {
-                err(format!("route `{name}` is not in the schema's actions"));
+                err(
+                    SchemaItem::Action(name.clone()),
+                    format!("route `{name}` is not in the schema's actions"),
+                );
                 continue;
             };
             let applies = def.get("appliesTo");
@@ -323,9 +356,10 @@ impl Mapping {
             let principals = list("principalTypes");
             let resources = list("resourceTypes");
             if principals.is_empty() || resources.is_empty() {
-                err(format!(
-                    "route `{name}` needs `appliesTo {{ principal: …, resource: … }}`"
-                ));
+                err(
+                    SchemaItem::Action(name.clone()),
+                    format!("route `{name}` needs `appliesTo {{ principal: …, resource: … }}`"),
+                );
                 continue;
             }
             for r in &resources {
@@ -358,33 +392,42 @@ impl Mapping {
         let (principal_name, principal_def) = match principal_candidates.as_slice() {
             [one] => (one.0.clone(), one.1),
             [] => {
-                err("no principal type of the routes has a `@claim` annotation naming the claim that is its id (e.g. `@claim(\"sub\") entity User`)".to_owned());
+                err(SchemaItem::Nowhere, "no principal type of the routes has a `@claim` annotation naming the claim that is its id (e.g. `@claim(\"sub\") entity User`)".to_owned());
                 return Err(errors);
             }
             many => {
                 let names: Vec<&str> = many.iter().map(|(n, _)| n.as_str()).collect();
-                err(format!(
+                err(
+                    SchemaItem::EntityType(
+                        names.last().map_or_else(String::new, |n| (*n).to_owned()),
+                    ),
+                    format!(
                     "several principal types have `@claim`: `{}`; the token maps to exactly one",
                     names.join("`, `")
-                ));
+                ),
+                );
                 return Err(errors);
             }
         };
         for (route, ps) in &principal_sets {
             if !ps.contains(&principal_name) {
-                err(format!("route `{route}` does not apply to principal type `{principal_name}`, the type tokens map to"));
+                err(SchemaItem::Action(route.clone()), format!("route `{route}` does not apply to principal type `{principal_name}`, the type tokens map to"));
             }
         }
         let id_claim = annotation(principal_def, "claim")
             .unwrap_or_default()
             .to_owned();
         if id_claim.is_empty() {
-            err(format!("`@claim` on `{principal_name}` is empty"));
+            err(
+                SchemaItem::EntityType(principal_name.clone()),
+                format!("`@claim` on `{principal_name}` is empty"),
+            );
         }
         if annotation(principal_def, "split").is_some() {
-            err(format!(
-                "`@split` on `{principal_name}`: the principal id is one value"
-            ));
+            err(
+                SchemaItem::EntityType(principal_name.clone()),
+                format!("`@split` on `{principal_name}`: the principal id is one value"),
+            );
         }
 
         // Parents: claimed entity types the principal is a member of.
@@ -404,14 +447,17 @@ impl Mapping {
                 continue;
             }
             if !member_of.contains(name) {
-                err(format!(
+                err(SchemaItem::EntityType(name.clone()), format!(
                     "`@claim` on `{name}`: it is neither the principal type `{principal_name}` nor a type `{principal_name}` is `in`, so no token claim can fill it"
                 ));
                 continue;
             }
             let claim = annotation(def, "claim").unwrap_or_default().to_owned();
             if claim.is_empty() {
-                err(format!("`@claim` on `{name}` is empty"));
+                err(
+                    SchemaItem::EntityType(name.clone()),
+                    format!("`@claim` on `{name}` is empty"),
+                );
                 continue;
             }
             match type_name(name) {
@@ -420,12 +466,15 @@ impl Mapping {
                     claim,
                     split: annotation(def, "split").map(str::to_owned),
                 }),
-                Err(e) => err(e.0),
+                Err(e) => err(e.at, e.message),
             }
         }
         for (name, def) in sj.entity_types() {
             if annotation(def, "split").is_some() && annotation(def, "claim").is_none() {
-                err(format!("`@split` on `{name}` without `@claim`"));
+                err(
+                    SchemaItem::EntityType(name.clone()),
+                    format!("`@split` on `{name}` without `@claim`"),
+                );
             }
         }
 
@@ -454,41 +503,52 @@ impl Mapping {
             let ty = match sj.resolve(def, 0) {
                 Ok(t) => t,
                 Err(e) => {
-                    err(format!("attribute `{attr}` of `{principal_name}`: {e}"));
+                    err(
+                        attribute(&principal_name, attr),
+                        format!("attribute `{attr}` of `{principal_name}`: {e}"),
+                    );
                     continue;
                 }
             };
             let Some(claim) = claim else {
                 if split.is_some() {
-                    err(format!(
-                        "`@split` on `{principal_name}.{attr}` without `@claim`"
-                    ));
+                    err(
+                        attribute(&principal_name, attr),
+                        format!("`@split` on `{principal_name}.{attr}` without `@claim`"),
+                    );
                 }
                 if required {
-                    err(format!(
+                    err(attribute(&principal_name, attr), format!(
                         "attribute `{attr}` of `{principal_name}` is required but has no `@claim`: the authorizer cannot fill it (add `@claim(\"…\")` or make it optional with `?`)"
                     ));
                 }
                 continue;
             };
             if claim.is_empty() {
-                err(format!("`@claim` on `{principal_name}.{attr}` is empty"));
+                err(
+                    attribute(&principal_name, attr),
+                    format!("`@claim` on `{principal_name}.{attr}` is empty"),
+                );
                 continue;
             }
             if !claim_type_ok(&ty) {
-                err(format!("`{principal_name}.{attr}` has type {ty}, which a claim cannot fill (use String, Long, Bool, an entity type, or a Set of those)"));
+                err(attribute(&principal_name, attr), format!("`{principal_name}.{attr}` has type {ty}, which a claim cannot fill (use String, Long, Bool, an entity type, or a Set of those)"));
                 continue;
             }
             if split.is_some() && ty != AttrType::Set(Box::new(AttrType::String)) {
-                err(format!(
-                    "`@split` on `{principal_name}.{attr}` needs type Set<String>, found {ty}"
-                ));
+                err(
+                    attribute(&principal_name, attr),
+                    format!(
+                        "`@split` on `{principal_name}.{attr}` needs type Set<String>, found {ty}"
+                    ),
+                );
                 continue;
             }
             if split.as_deref() == Some("") {
-                err(format!(
-                    "`@split` on `{principal_name}.{attr}` has an empty separator"
-                ));
+                err(
+                    attribute(&principal_name, attr),
+                    format!("`@split` on `{principal_name}.{attr}` has an empty separator"),
+                );
                 continue;
             }
             attrs.push(AttrMapping {
@@ -511,7 +571,7 @@ impl Mapping {
             {
                 for (attr, a) in map {
                     if annotation(a, "claim").is_some() || annotation(a, "split").is_some() {
-                        err(format!("`@claim` on `{name}.{attr}`: only attributes of the principal type `{principal_name}` are filled from claims"));
+                        err(attribute(&name, attr), format!("`@claim` on `{name}.{attr}`: only attributes of the principal type `{principal_name}` are filled from claims"));
                     }
                 }
             }
@@ -522,10 +582,13 @@ impl Mapping {
             [one] => one.clone(),
             [] => String::new(),
             many => {
-                err(format!(
-                    "the routes use several resource types (`{}`); one type stands for the API",
-                    many.join("`, `")
-                ));
+                err(
+                    SchemaItem::Nowhere,
+                    format!(
+                        "the routes use several resource types (`{}`); one type stands for the API",
+                        many.join("`, `")
+                    ),
+                );
                 String::new()
             }
         };
@@ -544,16 +607,20 @@ impl Mapping {
                         "accountId" => ArnField::AccountId,
                         "partition" => ArnField::Partition,
                         _ => {
-                            err(format!("attribute `{attr}` of the resource type `{resource_name}` cannot be filled; the resource knows only {}", RESOURCE_ATTRIBUTES.join(", ")));
+                            err(attribute(&resource_name, attr), format!("attribute `{attr}` of the resource type `{resource_name}` cannot be filled; the resource knows only {}", RESOURCE_ATTRIBUTES.join(", ")));
                             continue;
                         }
                     };
                     match sj.resolve(a, 0) {
                         Ok(AttrType::String) => resource_attrs.push((attr.clone(), field)),
-                        Ok(t) => err(format!(
-                            "`{resource_name}.{attr}` must be String, found {t}"
-                        )),
-                        Err(e) => err(format!("`{resource_name}.{attr}`: {e}")),
+                        Ok(t) => err(
+                            attribute(&resource_name, attr),
+                            format!("`{resource_name}.{attr}` must be String, found {t}"),
+                        ),
+                        Err(e) => err(
+                            attribute(&resource_name, attr),
+                            format!("`{resource_name}.{attr}`: {e}"),
+                        ),
                     }
                 }
             }
@@ -577,7 +644,7 @@ impl Mapping {
                 sj.resolve(c, 0)
             };
             if this != resolved_first {
-                err(format!("route `{route}` has a different context type from the other routes; all routes share one context record"));
+                err(SchemaItem::Action(route.clone()), format!("route `{route}` has a different context type from the other routes; all routes share one context record"));
             }
         }
         match resolved_first {
@@ -596,7 +663,7 @@ impl Mapping {
                             let mut names = Vec::new();
                             for (h, (hty, hreq)) in hs {
                                 if *hty != AttrType::String || *hreq {
-                                    err(format!("context `headers.{h}` must be an optional String (`\"{h}\"?: String`): a request may lack any header"));
+                                    err(SchemaItem::ContextAttribute(h.clone()), format!("context `headers.{h}` must be an optional String (`\"{h}\"?: String`): a request may lack any header"));
                                 }
                                 names.push((h.to_ascii_lowercase(), h.clone()));
                             }
@@ -607,7 +674,7 @@ impl Mapping {
                                 .iter()
                                 .map(|(n, t)| format!("`{n}` ({t})"))
                                 .collect();
-                            err(format!("context attribute `{attr}` of type {ty} cannot be filled by the authorizer; it fills {}", known.join("; ")));
+                            err(SchemaItem::ContextAttribute(attr.clone()), format!("context attribute `{attr}` of type {ty} cannot be filled by the authorizer; it fills {}", known.join("; ")));
                             continue;
                         }
                     };
@@ -618,15 +685,19 @@ impl Mapping {
                             | ContextField::UserAgent
                     );
                     if may_be_absent && required {
-                        err(format!("context `{attr}` must be optional (`{attr}?`): TOKEN events do not carry it"));
+                        err(SchemaItem::ContextAttribute(attr.clone()), format!("context `{attr}` must be optional (`{attr}?`): TOKEN events do not carry it"));
                     }
                     context.push((attr, field));
                 }
             }
-            Ok(other) => err(format!(
-                "the routes' context must be a record, found {other}"
-            )),
-            Err(e) => err(format!("the routes' context type: {e}")),
+            Ok(other) => err(
+                SchemaItem::Nowhere,
+                format!("the routes' context must be a record, found {other}"),
+            ),
+            Err(e) => err(
+                SchemaItem::Nowhere,
+                format!("the routes' context type: {e}"),
+            ),
         }
 
         let principal_type = type_name(&principal_name).map_err(|e| vec![e]);

@@ -21,6 +21,7 @@ pub mod response;
 pub mod handler;
 
 pub mod explain;
+pub mod policy_tests;
 
 pub mod store;
 

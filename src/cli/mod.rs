@@ -3,11 +3,13 @@
 //! Exit codes follow the `cedar` CLI: 0 ok, 1 error (bad configuration, unreadable input),
 //! 3 validation or test failure. Errors are printed once, to stderr.
 
+mod explain;
 mod invoke;
 mod lambda;
 mod publish;
 mod serve;
 mod token;
+mod test;
 mod validate;
 
 use std::path::PathBuf;
@@ -42,6 +44,10 @@ enum Command {
     Serve(serve::Args),
     /// Print an access token for a demo user of `serve`'s development issuer (development only)
     Token(token::Args),
+    /// Run the bundle's policy tests (policy-tests/**/*.yaml) and report coverage
+    Test(test::Args),
+    /// Explain the decision for a token or claims: principal, every route, the IAM policy
+    Explain(explain::Args),
 }
 
 /// Where a command finds its bundle directory.
@@ -125,6 +131,14 @@ pub fn main() -> ExitCode {
         Command::Token(args) => {
             init_logging("warn");
             token::run(&args, &ProcessEnv)
+        }
+        Command::Test(args) => {
+            init_logging("warn");
+            test::run(&args)
+        }
+        Command::Explain(args) => {
+            init_logging("warn");
+            explain::run(&args)
         }
     }
 }

@@ -11,6 +11,8 @@
 //! - Lambda freezes background tasks between invocations, so staleness is checked at the start
 //!   of an invocation ([`Store::ensure_fresh`]), bounded by a timeout.
 
+mod lints;
+mod locate;
 pub mod snapshot;
 pub mod published;
 pub mod dir;

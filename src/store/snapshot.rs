@@ -14,18 +14,20 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use cedar_policy::{
     Entities, EntityUid, PolicyId, PolicySet, Schema, SchemaFragment, ValidationMode, Validator,
 };
-use miette::{NamedSource, Report, SourceOffset, SourceSpan};
+use miette::{Diagnostic, NamedSource, Report, SourceOffset, SourceSpan};
 use sha2::{Digest, Sha256};
 
 use crate::decide::PolicyIndex;
-use crate::entities::Mapping;
+use crate::entities::{Mapping, SchemaItem};
 use crate::iam::Plan;
-use crate::routes::{Route, RouteTable};
+use crate::routes::{Route, RouteError, RouteTable};
+
+use super::locate;
 
 /// The files of a bundle, by path relative to the bundle root (`/`-separated).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -132,6 +134,10 @@ impl Problems {
     fn error(&mut self, r: Report) {
         self.errors.push(r);
     }
+    /// Records a warning; it renders as one (⚠) whatever the report's own severity.
+    fn warn(&mut self, r: Report) {
+        self.warnings.push(Report::new(AsWarning(r)));
+    }
     /// One line per problem, for logs.
     pub fn summary(&self) -> String {
         let lines: Vec<String> = self.errors.iter().map(one_line).collect();
@@ -194,6 +200,158 @@ fn located(
     })
 }
 
+/// A Cedar diagnostic shown against the bundle file it came from.
+///
+/// Cedar's errors carry the text they were parsed from but not its file name, and miette
+/// prefers an error's own source over one attached later (`with_source_code`), so reports
+/// said `[6:3]` without saying where. This wrapper supplies the named file instead; the spans
+/// are unchanged, since they are offsets into that same text.
+struct InFile {
+    inner: Box<dyn Diagnostic + Send + Sync + 'static>,
+    src: NamedSource<String>,
+}
+
+impl fmt::Debug for InFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.inner, f)
+    }
+}
+
+impl fmt::Display for InFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.inner, f)
+    }
+}
+
+impl std::error::Error for InFile {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner.source()
+    }
+}
+
+impl Diagnostic for InFile {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.inner.code()
+    }
+    fn severity(&self) -> Option<miette::Severity> {
+        self.inner.severity()
+    }
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.inner.help()
+    }
+    fn url<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.inner.url()
+    }
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        Some(&self.src)
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
+        self.inner.labels()
+    }
+    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn Diagnostic> + 'a>> {
+        self.inner.related()
+    }
+    fn diagnostic_source(&self) -> Option<&dyn Diagnostic> {
+        self.inner.diagnostic_source()
+    }
+}
+
+/// `e` (an error about the combined schema) as a report against the schema file it came from.
+/// Cedar's schema errors carry the text of the fragment they were found in; the file is the one
+/// whose text has the same bytes under the error's first label.
+fn in_schema_file(e: cedar_policy::SchemaError, files: &BundleFiles) -> Report {
+    let texts: Vec<(&String, &String)> = files.with_prefix("schema/", ".cedarschema").collect();
+    let label = e.labels().and_then(|mut l| l.next());
+    let shown = label.as_ref().and_then(|l| {
+        let src = e.source_code()?;
+        let data = src.read_span(l.inner(), 0, 0).ok()?;
+        Some(data.data().to_vec())
+    });
+    let owner = match (texts.as_slice(), &label, &shown) {
+        ([one], _, _) => Some(*one),
+        (_, Some(l), Some(bytes)) => texts.iter().copied().find(|(_, t)| {
+            t.as_bytes().get(l.offset()..l.offset() + l.len()) == Some(bytes.as_slice())
+        }),
+        _ => None,
+    };
+    match owner {
+        Some((path, text)) => in_file(e, path, text),
+        None => Report::new(e),
+    }
+}
+
+/// A report shown with warning severity (cedargate's own warnings are built as plain reports).
+struct AsWarning(Report);
+
+impl fmt::Debug for AsWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for AsWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for AsWarning {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl Diagnostic for AsWarning {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.0.code()
+    }
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(miette::Severity::Warning)
+    }
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.0.help()
+    }
+    fn url<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.0.url()
+    }
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        self.0.source_code()
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
+        self.0.labels()
+    }
+    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn Diagnostic> + 'a>> {
+        self.0.related()
+    }
+    fn diagnostic_source(&self) -> Option<&dyn Diagnostic> {
+        self.0.diagnostic_source()
+    }
+}
+
+/// `e` as a report that names `file` and shows its text.
+fn in_file(e: impl Diagnostic + Send + Sync + 'static, file: &str, text: &str) -> Report {
+    Report::new(InFile {
+        inner: Box::new(e),
+        src: NamedSource::new(file, text.to_owned()),
+    })
+}
+
+/// A message anchored at a byte range of a file (or at the whole file when `span` is `None`).
+fn located_at(
+    file: &str,
+    text: &str,
+    span: Option<(usize, usize)>,
+    message: String,
+    help: Option<String>,
+) -> Report {
+    Report::new(Located {
+        message,
+        src: NamedSource::new(file, text.to_owned()),
+        span: span.map(|(at, len)| SourceSpan::new(SourceOffset::from(at), len.max(1))),
+        help,
+    })
+}
+
 /// A compiled bundle: immutable, shared by every request that uses it.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -243,19 +401,16 @@ impl Snapshot {
         let mut schema_text = String::new();
         for (path, text) in files.with_prefix("schema/", "") {
             let parsed = if path.ends_with(".json") {
-                SchemaFragment::from_json_str(text).map_err(Report::new)
+                SchemaFragment::from_json_str(text).map_err(|e| in_file(e, path, text))
             } else {
                 match SchemaFragment::from_cedarschema_str(text) {
                     Ok((frag, warnings)) => {
                         for w in warnings {
-                            problems.warnings.push(
-                                Report::new(w)
-                                    .with_source_code(NamedSource::new(path, text.clone())),
-                            );
+                            problems.warn(in_file(w, path, text));
                         }
                         Ok(frag)
                     }
-                    Err(e) => Err(Report::new(e)),
+                    Err(e) => Err(in_file(e, path, text)),
                 }
             };
             match parsed {
@@ -266,10 +421,7 @@ impl Snapshot {
                         schema_text.push('\n');
                     }
                 }
-                Err(r) => problems.error(
-                    r.with_source_code(NamedSource::new(path, text.clone()))
-                        .wrap_err(format!("failed to parse schema `{path}`")),
-                ),
+                Err(r) => problems.error(r.wrap_err(format!("failed to parse schema `{path}`"))),
             }
         }
         if fragments.is_empty() && problems.errors.is_empty() {
@@ -284,7 +436,7 @@ impl Snapshot {
         let schema = match Schema::from_schema_fragments(fragments) {
             Ok(s) => s,
             Err(e) => {
-                problems.error(Report::new(e).wrap_err("the schema is invalid"));
+                problems.error(in_schema_file(e, &files).wrap_err("the schema is invalid"));
                 return Err(problems);
             }
         };
@@ -311,14 +463,28 @@ impl Snapshot {
                 }
             }
         };
-        let schema_file = files
+        // cedargate's own schema checks work on the resolved JSON form, which has no
+        // positions: their reports point at the declaration found again in the text.
+        let schema_files: Vec<(&str, &str)> = files
             .with_prefix("schema/", "")
-            .next()
-            .map(|(p, t)| (p.clone(), t.clone()));
+            .map(|(p, t)| (p.as_str(), t.as_str()))
+            .collect();
         let at_schema =
-            |needle: Option<&str>, message: String, help: Option<String>| match &schema_file {
-                Some((p, t)) => located(p, t, needle, message, help),
-                None => miette::miette!("{message}"),
+            |item: &SchemaItem, message: String, help: Option<String>| match locate::schema_item(
+                &schema_files,
+                item,
+            ) {
+                Some((n, at, len)) => match schema_files.get(n) {
+                    Some((p, t)) => located_at(p, t, Some((at, len)), message, help),
+                    None => miette::miette!("{message}"),
+                },
+                None => match schema_files.as_slice() {
+                    [(p, t)] => located_at(p, t, None, message, help),
+                    _ => match help {
+                        Some(h) => miette::miette!(help = h, "{message}"),
+                        None => miette::miette!("{message}"),
+                    },
+                },
             };
 
         phase("schema");
@@ -335,18 +501,22 @@ impl Snapshot {
                     route_actions.push(action.clone());
                 }
                 Ok(None) => {}
-                Err(e) => problems.error(at_schema(Some(&format!("\"{name}\"")), e.to_string(), Some("routes are `\"<VERB> /path/{param}/{proxy+}\"`, VERB one of GET POST PUT PATCH DELETE HEAD OPTIONS ANY".to_owned()))),
+                Err(e) => problems.error(at_schema(&SchemaItem::Action(name.to_owned()), e.to_string(), Some("routes are `\"<VERB> /path/{param}/{proxy+}\"`, VERB one of GET POST PUT PATCH DELETE HEAD OPTIONS ANY".to_owned()))),
             }
         }
         let table = match RouteTable::new(routes) {
             Ok(t) => t,
             Err(e) => {
-                problems.error(at_schema(None, e.to_string(), None));
+                let item = match &e {
+                    RouteError::Duplicate { second, .. } => SchemaItem::Action(second.clone()),
+                    RouteError::Malformed { name, .. } => SchemaItem::Action(name.clone()),
+                };
+                problems.error(at_schema(&item, e.to_string(), None));
                 RouteTable::default()
             }
         };
         if table.is_empty() && problems.errors.is_empty() {
-            problems.warnings.push(at_schema(None, "the schema declares no routes (actions named `\"<VERB> /path\"`): every request will be denied".to_owned(), None));
+            problems.warn(at_schema(&SchemaItem::Nowhere, "the schema declares no routes (actions named `\"<VERB> /path\"`): every request will be denied".to_owned(), None));
         }
 
         // Identity mapping from annotations.
@@ -354,8 +524,7 @@ impl Snapshot {
             Ok(m) => Some(m),
             Err(errs) => {
                 for e in errs {
-                    let needle = e.0.split('`').nth(1).map(str::to_owned);
-                    problems.error(at_schema(needle.as_deref(), e.0, None));
+                    problems.error(at_schema(&e.at, e.message, None));
                 }
                 None
             }
@@ -366,15 +535,21 @@ impl Snapshot {
         // that diagnostics carry the right source.
         let mut policies = PolicySet::new();
         let mut seen_ids: HashMap<String, String> = HashMap::new();
+        // Where each policy starts (`permit`/`forbid`), for reports about a whole policy.
+        let mut places: HashMap<PolicyId, (String, usize, usize)> = HashMap::new();
         let validator = Validator::new(schema.clone());
+        // Where the policy phase spends its time (CEDARGATE_LOG=debug): Cedar's parser and
+        // validator, or cedargate's renaming and indexing around them.
+        let (mut parse_time, mut validate_time) = (Duration::ZERO, Duration::ZERO);
         for (path, text) in files.with_prefix("policies/", ".cedar") {
-            let parsed = match PolicySet::from_str(text) {
+            let parse_started = Instant::now();
+            let parsed = PolicySet::from_str(text);
+            parse_time += parse_started.elapsed();
+            let parsed = match parsed {
                 Ok(p) => p,
                 Err(e) => {
                     problems.error(
-                        Report::new(e)
-                            .with_source_code(NamedSource::new(path, text.clone()))
-                            .wrap_err(format!("failed to parse `{path}`")),
+                        in_file(e, path, text).wrap_err(format!("failed to parse `{path}`")),
                     );
                     continue;
                 }
@@ -388,7 +563,9 @@ impl Snapshot {
                     .unwrap_or(usize::MAX)
             });
             let mut renamed = PolicySet::new();
+            let starts = locate::policy_starts(text);
             for (index, policy) in ordered.into_iter().enumerate() {
+                let start = starts.get(index).copied();
                 let local = policy
                     .annotation("id")
                     .map_or_else(|| index.to_string(), str::to_owned);
@@ -396,10 +573,10 @@ impl Snapshot {
                     .get(&local)
                     .filter(|_| policy.annotation("id").is_some())
                 {
-                    problems.error(located(
+                    problems.error(located_at(
                         path,
                         text,
-                        Some(&format!("\"{local}\"")),
+                        start,
                         format!("policy id `{local}` is already used in `{other}`"),
                         Some("each `@id` names one policy in the bundle".to_owned()),
                     ));
@@ -410,12 +587,15 @@ impl Snapshot {
                 }
                 let id = PolicyId::from_str(&format!("{path}#{local}"))
                     .unwrap_or_else(|never| match never {});
+                if let Some((at, len)) = start {
+                    places.insert(id.clone(), (path.clone(), at, len));
+                }
                 if let Err(e) = renamed.add(policy.new_id(id)) {
                     problems.error(located(path, text, None, e.to_string(), None));
                 }
             }
             for t in parsed.templates() {
-                problems.warnings.push(located(
+                problems.warn(located(
                     path,
                     text,
                     None,
@@ -426,16 +606,14 @@ impl Snapshot {
                     None,
                 ));
             }
+            let validate_started = Instant::now();
             let result = validator.validate(&renamed, ValidationMode::Strict);
+            validate_time += validate_started.elapsed();
             for e in result.validation_errors() {
-                problems.error(
-                    Report::new(e.clone()).with_source_code(NamedSource::new(path, text.clone())),
-                );
+                problems.error(in_file(e.clone(), path, text));
             }
             for w in result.validation_warnings() {
-                problems.warnings.push(
-                    Report::new(w.clone()).with_source_code(NamedSource::new(path, text.clone())),
-                );
+                problems.warn(in_file(w.clone(), path, text));
             }
             for p in renamed.policies() {
                 if let Err(e) = policies.add(p.clone()) {
@@ -444,6 +622,11 @@ impl Snapshot {
             }
         }
 
+        tracing::debug!(
+            parse_millis = parse_time.as_millis() as u64,
+            validate_millis = validate_time.as_millis() as u64,
+            "policy phase: Cedar parse and strict validation (the rest is renaming and checks)"
+        );
         phase("policies");
         // Static entities (role hierarchy), validated against the schema, plus the actions.
         let mut base = match schema.action_entities() {
@@ -456,23 +639,53 @@ impl Snapshot {
         };
         let mut static_entities = Vec::new();
         for (path, text) in files.with_prefix("entities/", ".json") {
+            // A JSON syntax error first, with its line and column: Cedar's message has them only
+            // in words.
+            if let Err(e) = serde_json::from_str::<serde_json::Value>(text) {
+                let at = locate::offset_of(text, e.line(), e.column());
+                problems.error(located_at(
+                    path,
+                    text,
+                    at.map(|a| (a, 1)),
+                    format!("`{path}` is not valid JSON: {e}"),
+                    None,
+                ));
+                continue;
+            }
             match Entities::from_json_str(text, Some(&schema)) {
                 Ok(es) => {
                     for e in es.iter() {
                         if let Some(m) = &mapping {
                             if e.uid().type_name() == m.principal_type() {
-                                problems.error(located(path, text, None, format!("`{}` is of the principal type: principals come from tokens, not from static entities", e.uid()), None));
+                                let at = locate::entity_uid(
+                                    text,
+                                    &e.uid().type_name().to_string(),
+                                    e.uid().id().unescaped(),
+                                );
+                                problems.error(located_at(path, text, at, format!("`{}` is of the principal type: principals come from tokens, not from static entities", e.uid()), None));
                                 continue;
                             }
                         }
                         static_entities.push(e.clone());
                     }
                 }
-                Err(e) => problems.error(
-                    Report::new(e)
-                        .with_source_code(NamedSource::new(path, text.clone()))
-                        .wrap_err(format!("failed to load entities `{path}`")),
-                ),
+                Err(e) => {
+                    // Cedar's entity errors carry no position: find the entity they name.
+                    let report = Report::new(e);
+                    let message = one_line(&report);
+                    let at = locate::uid_in_message(&message)
+                        .and_then(|(ty, id)| locate::entity_uid(text, &ty, &id));
+                    problems.error(match at {
+                        Some(span) => located_at(
+                            path,
+                            text,
+                            Some(span),
+                            format!("failed to load entities `{path}`: {message}"),
+                            None,
+                        ),
+                        None => report.wrap_err(format!("failed to load entities `{path}`")),
+                    });
+                }
             }
         }
         match base.clone().add_entities(static_entities, Some(&schema)) {
@@ -498,9 +711,25 @@ impl Snapshot {
         }
         phase("entities");
         let index = PolicyIndex::new(&policies, route_actions.clone(), &action_ancestors);
+        let at_policy = |id: &PolicyId, message: String, help: Option<String>| match places
+            .get(id)
+            .and_then(|(p, at, len)| files.files.get(p).map(|t| (p, t, *at, *len)))
+        {
+            Some((p, t, at, len)) => located_at(p, t, Some((at, len)), message, help),
+            None => miette::miette!("{message}"),
+        };
         for id in index.off_route() {
-            problems.warnings.push(miette::miette!(
-                "policy `{id}` applies to no route, so it never affects a decision"
+            problems.warn(at_policy(
+                id,
+                format!("policy `{id}` applies to no route, so it never affects a decision"),
+                Some("its action scope names only actions that are not routes (`\"<VERB> /path\"`) nor groups of routes".to_owned()),
+            ));
+        }
+        for (permit, forbid) in super::lints::shadowed_permits(&index, &mapping) {
+            problems.warn(at_policy(
+                &permit,
+                format!("permit `{permit}` can never allow anything: forbid `{forbid}` denies each of its routes to every caller, unconditionally"),
+                None,
             ));
         }
         phase("index");

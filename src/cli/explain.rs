@@ -1,0 +1,441 @@
+//! `cedargate explain`: why a caller gets what it gets ("why do I get 403?").
+//!
+//! For a token or a claims file, and optionally one method ARN: the principal and its
+//! ancestors as the schema's mapping builds them, every route's decision with the policies
+//! that determined it, and the IAM policy the authorizer would return. `--json` prints the
+//! same as one JSON document.
+//!
+//! ## Trust
+//! A token is verified exactly as the authorizer verifies it (the `CEDARGATE_*` settings) when
+//! `CEDARGATE_ISSUER` is set. Without configuration the command refuses to guess: decoding a
+//! token without checking it must be asked for with `--unverified`, and the output then says
+//! UNVERIFIED on stderr, in the header and in the JSON (`"verified": false`). The reason is
+//! that an explanation of forged or expired claims looks exactly like a real one, and a person
+//! answering "why 403?" must not mistake one for the other. A claims file is by nature
+//! unverified and is labelled so too. The token itself is never printed, only a fingerprint.
+//!
+//! Exit codes: 0 explained (and the requested route, when `--arn` was given, is allowed);
+//! 2 the requested route is denied, or the token is refused (the authorizer's 401);
+//! 1 an error (configuration, unreadable input, invalid bundle).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::arn::MethodArn;
+use crate::claims::{VerifiedClaims, Verifier};
+use crate::config::{Env, JwtConfig, ProcessEnv};
+use crate::event::{AuthzRequest, Flavor};
+use crate::explain::{explain, Explanation};
+use crate::jwks::KeyStore;
+use crate::store::{BundleFiles, Snapshot};
+use crate::token::{parse_object, UnverifiedJwt};
+
+/// The method ARN used when none is given: the API's root in stage `prod`. It reaches no
+/// route of most APIs, so the explanation covers every route without singling one out.
+pub const DEFAULT_ARN: &str = "arn:aws:execute-api:us-east-1:123456789012:api/prod/GET/";
+
+/// Tokens larger than this are refused before decoding, as the authorizer's default does.
+const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    bundle: super::BundleArgs,
+    /// The caller's token (`eyJ…` or `Bearer eyJ…`); `-` reads it from stdin, which keeps it
+    /// out of shell history
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        conflicts_with = "claims",
+        required_unless_present = "claims"
+    )]
+    token: Option<String>,
+    /// A file of claims (a JSON or YAML object, as in a policy test) instead of a token; `-`
+    /// reads stdin
+    #[arg(long, value_name = "FILE")]
+    claims: Option<PathBuf>,
+    /// Decode the token WITHOUT checking its signature, issuer, audience or expiry
+    #[arg(long, requires = "token")]
+    unverified: bool,
+    /// The method ARN of the request [default: the API root in stage `prod`, which reaches no
+    /// route]
+    #[arg(long, value_name = "ARN")]
+    arn: Option<String>,
+    /// The caller's source IP (as a REQUEST authorizer event carries it)
+    #[arg(long, value_name = "IP")]
+    source_ip: Option<String>,
+    /// A request header, `name=value` (repeatable)
+    #[arg(long = "header", value_name = "NAME=VALUE")]
+    headers: Vec<String>,
+    /// The request time, RFC 3339 [default: now]
+    #[arg(long, value_name = "TIME")]
+    time: Option<String>,
+    /// Print one JSON document instead of text
+    #[arg(long)]
+    json: bool,
+}
+
+/// Where the claims came from and whether anything vouches for them.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ClaimsOrigin {
+    verified: bool,
+    /// `token` or `claims file`.
+    source: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issuer: Option<String>,
+    /// A short hash of the token, to correlate with the authorizer's logs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_fingerprint: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Output<'a> {
+    claims: &'a ClaimsOrigin,
+    arn: String,
+    /// Whether the requested route is allowed (false when the ARN reaches no route).
+    request_allowed: bool,
+    #[serde(flatten)]
+    explanation: &'a Explanation,
+}
+
+enum Failure {
+    /// Exit 1 with this message.
+    Error(String),
+    /// The authorizer would answer 401: exit 2 with this message.
+    Unauthorized(String),
+}
+
+fn read_input(path: &str) -> Result<String, String> {
+    if path == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| format!("cannot read stdin: {e}"))?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read `{path}`: {e}"))
+    }
+}
+
+fn claims_from_file(path: &Path) -> Result<(VerifiedClaims, ClaimsOrigin), Failure> {
+    let shown = path.display().to_string();
+    let text = read_input(&shown).map_err(Failure::Error)?;
+    let value: Value = if shown.ends_with(".json") {
+        serde_json::from_str(&text).map_err(|e| Failure::Error(format!("`{shown}`: {e}")))?
+    } else {
+        serde_saphyr::from_str(&text).map_err(|e| Failure::Error(format!("`{shown}`: {e}")))?
+    };
+    // A claims file is what the operator says a token would carry: trusted by their choice,
+    // and labelled unverified in the output.
+    let claims = VerifiedClaims::from_trusted_json(value)
+        .map_err(|e| Failure::Unauthorized(format!("the claims in `{shown}` are refused: {e}")))?;
+    let origin = ClaimsOrigin {
+        verified: false,
+        source: "claims file",
+        issuer: Some(claims.issuer().to_owned()).filter(|s| !s.is_empty()),
+        token_fingerprint: None,
+    };
+    Ok((claims, origin))
+}
+
+fn token_claims(raw: &str, unverified: bool) -> Result<(VerifiedClaims, ClaimsOrigin), Failure> {
+    let raw = if raw == "-" {
+        read_input("-").map_err(Failure::Error)?
+    } else {
+        raw.to_owned()
+    };
+    // Say how the token will be checked before anything else is said about it.
+    if !unverified
+        && ProcessEnv
+            .get("CEDARGATE_ISSUER")
+            .is_none_or(|v| v.trim().is_empty())
+    {
+        return Err(Failure::Error(
+            "cannot verify the token without `CEDARGATE_ISSUER`: set it, `CEDARGATE_AUDIENCE` \
+             and the key settings as for the authorizer, or pass `--unverified` to decode the \
+             claims WITHOUT checking signature, issuer, audience or expiry"
+                .to_owned(),
+        ));
+    }
+    let token = UnverifiedJwt::parse(raw.trim(), MAX_TOKEN_BYTES)
+        .map_err(|e| Failure::Unauthorized(format!("the token is refused: {e}")))?;
+    let fingerprint = Some(token.fingerprint());
+    if unverified {
+        // Explicitly asked for: read the payload without any check. The result is labelled
+        // UNVERIFIED everywhere it is shown.
+        let payload = URL_SAFE_NO_PAD
+            .decode(token.payload_b64())
+            .map_err(|_| Failure::Unauthorized("the payload is not base64url".to_owned()))?;
+        let object = parse_object(&payload)
+            .map_err(|e| Failure::Unauthorized(format!("the payload is invalid: {e}")))?;
+        let claims = VerifiedClaims::from_trusted_json(Value::Object(object))
+            .map_err(|e| Failure::Unauthorized(format!("the claims are refused: {e}")))?;
+        let origin = ClaimsOrigin {
+            verified: false,
+            source: "token",
+            issuer: Some(claims.issuer().to_owned()).filter(|s| !s.is_empty()),
+            token_fingerprint: fingerprint,
+        };
+        return Ok((claims, origin));
+    }
+    let cfg = JwtConfig::from_env(&ProcessEnv).map_err(|e| Failure::Error(e.to_string()))?;
+    let rt = super::runtime()
+        .map_err(|e| Failure::Error(format!("cannot start the async runtime: {e}")))?;
+    let claims = rt.block_on(async {
+        let keys = KeyStore::new(&cfg)
+            .await
+            .map_err(|e| Failure::Error(e.to_string()))?;
+        Verifier::new(&cfg, Arc::new(keys))
+            .verify(&token)
+            .await
+            .map_err(|e| {
+                Failure::Unauthorized(format!(
+                    "the token is refused, so the authorizer answers 401 Unauthorized: {e} \
+                     (--unverified shows what its claims would get)"
+                ))
+            })
+    })?;
+    let origin = ClaimsOrigin {
+        verified: true,
+        source: "token",
+        issuer: Some(claims.issuer().to_owned()),
+        token_fingerprint: fingerprint,
+    };
+    Ok((claims, origin))
+}
+
+fn request(args: &Args) -> Result<AuthzRequest, String> {
+    let arn_text = args.arn.as_deref().unwrap_or(DEFAULT_ARN);
+    let arn = MethodArn::parse(arn_text).map_err(|e| e.to_string())?;
+    let mut headers = std::collections::BTreeMap::new();
+    for h in &args.headers {
+        let (name, value) = h
+            .split_once('=')
+            .ok_or_else(|| format!("header `{h}` is not `name=value`"))?;
+        headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
+    }
+    let request_time_ms = args
+        .time
+        .as_deref()
+        .map(crate::policy_tests::format::parse_rfc3339_millis)
+        .transpose()?;
+    Ok(AuthzRequest {
+        flavor: Flavor::Request,
+        authorization: None,
+        arn,
+        source_ip: args.source_ip.clone(),
+        user_agent: headers.get("user-agent").cloned(),
+        headers,
+        request_time_ms,
+    })
+}
+
+fn entity_ref(uid: &Value) -> String {
+    let t = uid.get("type").and_then(Value::as_str).unwrap_or("?");
+    let id = uid.get("id").and_then(Value::as_str).unwrap_or("?");
+    format!("{t}::{}", Value::String(id.to_owned()))
+}
+
+fn render_text(origin: &ClaimsOrigin, arn: &str, allowed: bool, x: &Explanation) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let from = match (&origin.issuer, &origin.token_fingerprint) {
+        (Some(i), Some(f)) => format!("issuer `{i}`, token {f}"),
+        (Some(i), None) => format!("issuer `{i}`"),
+        (None, Some(f)) => format!("token {f}"),
+        (None, None) => String::new(),
+    };
+    let trust = if origin.verified {
+        format!("VERIFIED {} ({from})", origin.source)
+    } else {
+        format!(
+            "UNVERIFIED {} — signature, issuer, audience and expiry NOT checked{}",
+            origin.source,
+            if from.is_empty() {
+                String::new()
+            } else {
+                format!(" ({from})")
+            }
+        )
+    };
+    let _ = writeln!(out, "claims     {trust}");
+    let _ = writeln!(
+        out,
+        "principal  {}",
+        x.principal.get("uid").map_or_else(String::new, entity_ref)
+    );
+    if let Some(attrs) = x.principal.get("attrs").and_then(Value::as_object) {
+        for (k, v) in attrs {
+            let _ = writeln!(out, "  .{k} = {v}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "ancestors  {}",
+        if x.ancestors.is_empty() {
+            "(none)".to_owned()
+        } else {
+            x.ancestors.join(", ")
+        }
+    );
+    let _ = writeln!(out, "request    {arn}");
+    let _ = writeln!(
+        out,
+        "           {}",
+        match &x.requested_route {
+            Some(r) => format!(
+                "reaches route `{r}`: {}",
+                if allowed { "ALLOW" } else { "DENY (403)" }
+            ),
+            None => "reaches no route of the schema: DENY (403)".to_owned(),
+        }
+    );
+    let _ = writeln!(out, "revision   {}", x.revision);
+    let allowed_count = x.routes.iter().filter(|r| r.allowed).count();
+    let _ = writeln!(
+        out,
+        "\nroutes ({} allowed, {} denied)",
+        allowed_count,
+        x.routes.len().saturating_sub(allowed_count)
+    );
+    let width = x.routes.iter().map(|r| r.route.len()).max().unwrap_or(0);
+    for r in &x.routes {
+        let mark = if x.requested_route.as_deref() == Some(r.route.as_str()) {
+            "→"
+        } else {
+            " "
+        };
+        let why = match (r.allowed, r.reasons.is_empty()) {
+            (false, true) => "no permit applies (default deny)".to_owned(),
+            (true, _) => format!("permitted by {}", r.reasons.join(", ")),
+            (false, false) => format!("forbidden by {}", r.reasons.join(", ")),
+        };
+        let _ = writeln!(
+            out,
+            "{mark} {}  {:<width$}  {why}",
+            if r.allowed { "ALLOW" } else { "DENY " },
+            r.route
+        );
+        for e in &r.errors {
+            let _ = writeln!(
+                out,
+                "      (a policy failed to evaluate and was skipped: {e})"
+            );
+        }
+    }
+    if !x.inexact.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nallowed routes the IAM policy cannot express exactly (left out, so cached answers for them are 403): {}",
+            x.inexact.join(", ")
+        );
+    }
+    let _ = writeln!(out, "\nIAM policy");
+    let _ = writeln!(
+        out,
+        "{}",
+        serde_json::to_string_pretty(&x.policy).unwrap_or_default()
+    );
+    out
+}
+
+pub fn run(args: &Args) -> ExitCode {
+    let claims = match (&args.token, &args.claims) {
+        (Some(t), _) => token_claims(t, args.unverified),
+        (None, Some(path)) => claims_from_file(path),
+        (None, None) => Err(Failure::Error("give --token or --claims".to_owned())),
+    };
+    let (claims, origin) = match claims {
+        Ok(c) => c,
+        Err(Failure::Error(e)) => {
+            eprintln!("cedargate: {e}");
+            return ExitCode::from(1);
+        }
+        Err(Failure::Unauthorized(e)) => {
+            eprintln!("cedargate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !origin.verified {
+        eprintln!(
+            "cedargate: WARNING: the claims are UNVERIFIED ({}): nothing checked who issued them",
+            origin.source
+        );
+    }
+    let req = match request(args) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cedargate: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let dir = match args.bundle.dir() {
+        Ok(d) => d,
+        Err(e) => return super::config_failure(&e),
+    };
+    let files = match BundleFiles::read_dir(&dir) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!(
+                "cedargate: cannot read the bundle in `{}`: {e}",
+                dir.display()
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let snapshot = match Snapshot::compile(files, dir.display().to_string()) {
+        Ok((s, _)) => s,
+        Err(problems) => {
+            for e in &problems.errors {
+                eprintln!("{e:?}");
+            }
+            eprintln!("cedargate: the bundle is invalid; `cedargate validate` shows why");
+            return ExitCode::from(1);
+        }
+    };
+    let x = match explain(&snapshot, &claims, &req, SystemTime::now()) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("cedargate: the claims do not fit the schema, so the authorizer answers 401 Unauthorized: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let allowed = x
+        .requested_route
+        .as_ref()
+        .and_then(|name| x.routes.iter().find(|r| &r.route == name))
+        .is_some_and(|r| r.allowed);
+    let arn = req.arn.to_string();
+    if args.json {
+        let out = Output {
+            claims: &origin,
+            arn,
+            request_allowed: allowed,
+            explanation: &x,
+        };
+        match serde_json::to_string_pretty(&out) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("cedargate: cannot serialise the explanation: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        print!("{}", render_text(&origin, &arn, allowed, &x));
+    }
+    if args.arn.is_some() && !allowed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
