@@ -17,7 +17,7 @@
 //! bounded and keyed by a hash; tokens are never logged, only a short fingerprint.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Instant, SystemTime};
 
 use serde_json::Value;
@@ -27,7 +27,7 @@ use crate::claims::{VerifiedClaims, Verifier};
 use crate::config::{JwtConfig, ResponseConfig};
 use crate::decide::{decide, Detail};
 use crate::event::AuthzRequest;
-use crate::iam::{PolicyDocument, Shape, Target};
+use crate::iam::{Base, PolicyDocument, Shape, Target};
 use crate::response::{context, usage_key, PolicyResponse};
 use crate::store::{Snapshot, Store};
 use crate::token::UnverifiedJwt;
@@ -43,8 +43,9 @@ const CACHE_LIMIT: usize = 10_000;
 struct DecisionEntry {
     allowed: Vec<bool>,
     principal: String,
-    /// Policies per requested route (the shape differs only in the requested route's Deny).
-    shapes: Mutex<HashMap<Option<usize>, Arc<Shape>>>,
+    /// The part of the policy that does not depend on the requested route, computed on first
+    /// use (the decision key includes the API and stage, so the ARN prefix is fixed here).
+    base: OnceLock<Base>,
 }
 
 /// A bounded map that is cleared when full: simple, and enough for a warm Lambda's working set.
@@ -266,7 +267,7 @@ impl Authorizer {
         let entry = Arc::new(DecisionEntry {
             allowed: decisions.allowed(),
             principal: caller.principal.id().unescaped().to_owned(),
-            shapes: Mutex::new(HashMap::new()),
+            base: OnceLock::new(),
         });
         if cacheable {
             self.decision_cache.put(key, entry.clone());
@@ -280,33 +281,19 @@ impl Authorizer {
         entry: &DecisionEntry,
         req: &AuthzRequest,
         target: Option<usize>,
-    ) -> Arc<Shape> {
-        if let Some(s) = entry
-            .shapes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&target)
-        {
-            return s.clone();
-        }
-        let cost = req.arn.prefix().len() + 3;
-        let shape = Arc::new(snapshot.plan.build(
-            &entry.allowed,
+    ) -> Shape {
+        let base = entry.base.get_or_init(|| {
+            snapshot
+                .plan
+                .base(&entry.allowed, req.arn.prefix().len() + 3)
+        });
+        snapshot.plan.finish(
+            base,
             Target {
                 resource: &req.arn.resource,
                 route: target,
             },
-            cost,
-        ));
-        // A shape with literal fallbacks depends on the exact resource: not reusable.
-        if shape.inexact.is_empty() {
-            entry
-                .shapes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(target, shape.clone());
-        }
-        shape
+        )
     }
 
     fn respond(

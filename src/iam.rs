@@ -185,10 +185,32 @@ pub struct Shape {
     pub inexact: Vec<RouteId>,
 }
 
+/// The requested-route-independent part of a caller's policy ([`Plan::base`]).
+#[derive(Clone, Debug)]
+pub struct Base {
+    allow: Vec<String>,
+    deny: Vec<String>,
+    /// Allowed virtual routes no chosen Allow covers (inexpressible).
+    uncovered: BitSet,
+    /// Virtual routes the chosen Denies cover.
+    denied_covered: BitSet,
+    inexact: Vec<RouteId>,
+    /// `Some(true)`: everything allowed; `Some(false)`: nothing.
+    everything: Option<bool>,
+    allowed: BitSet,
+    routes: Vec<bool>,
+}
+
+impl Base {
+    /// Allowed routes the policy cannot express exactly.
+    pub fn inexact(&self) -> &[RouteId] {
+        &self.inexact
+    }
+}
+
 /// Everything about a route table that does not depend on the caller: computed once at load.
 #[derive(Clone, Debug)]
 pub struct Plan {
-    route_count: usize,
     vrs: Vec<VirtualRoute>,
     candidates: Vec<Candidate>,
     /// For each virtual route, the candidates that cover it (cheapest first).
@@ -377,7 +399,6 @@ impl Plan {
         }
 
         Plan {
-            route_count: table.len(),
             vrs,
             candidates,
             cover_index,
@@ -402,6 +423,13 @@ impl Plan {
         target: Target<'_>,
         resource_cost: usize,
     ) -> Shape {
+        self.finish(&self.base(allowed_routes, resource_cost), target)
+    }
+
+    /// The part of the policy that does not depend on the requested route: computed once per
+    /// caller. `resource_cost` is the length a resource adds besides its pattern (ARN prefix,
+    /// quotes), used to weigh candidates by bytes.
+    pub fn base(&self, allowed_routes: &[bool], resource_cost: usize) -> Base {
         let n = self.vrs.len();
         let mut allowed = BitSet::new(n);
         let mut denied = BitSet::new(n);
@@ -412,51 +440,38 @@ impl Plan {
                 denied.insert(vi);
             }
         }
+        let mut base = Base {
+            allow: Vec::new(),
+            deny: Vec::new(),
+            uncovered: BitSet::new(n),
+            denied_covered: BitSet::new(n),
+            inexact: Vec::new(),
+            everything: None,
+            allowed,
+            routes: allowed_routes.to_vec(),
+        };
+        if base.allowed.is_empty() {
+            // Nothing is allowed: one Deny for everything in the stage.
+            base.everything = Some(false);
+            return base;
+        }
+        if denied.is_empty() {
+            base.everything = Some(true);
+            return base;
+        }
+        let allowed = &base.allowed;
         // Bytes; between equally long patterns, the one with fewer wildcards (closer to the
         // routes the schema declares).
         let cost = |c: &Candidate| {
             let stars = c.toks.iter().filter(|t| **t == Tok::Star).count();
             (resource_cost + c.text.len()) as f64 + 0.01 * stars as f64
         };
-        let target_vr: Vec<usize> = self
-            .vrs
-            .iter()
-            .enumerate()
-            .filter(|(_, vr)| Some(vr.route) == target.route)
-            .map(|(vi, _)| vi)
-            .collect();
-        let target_allowed = target
-            .route
-            .is_some_and(|r| allowed_routes.get(r).copied().unwrap_or(false));
-
-        if allowed.is_empty() {
-            // Nothing is allowed: one Deny for everything in the stage.
-            return Shape {
-                allow: Vec::new(),
-                deny: vec!["*".to_owned()],
-                inexact: Vec::new(),
-            };
-        }
-        let literal_ok = !target.resource.contains(['*', '?']) && !target.resource.contains("${");
-        if denied.is_empty() {
-            // Everything is allowed, except a request for a resource no route receives.
-            let deny = if target.route.is_none() && literal_ok {
-                vec![target.resource.to_owned()]
-            } else {
-                Vec::new()
-            };
-            return Shape {
-                allow: vec!["*".to_owned()],
-                deny,
-                inexact: Vec::new(),
-            };
-        }
 
         // Deny patterns that touch no allowed route, and what they can deny.
         let valid_deny: Vec<bool> = self
             .candidates
             .iter()
-            .map(|c| !c.hit.intersects(&allowed))
+            .map(|c| !c.hit.intersects(allowed))
             .collect();
         let mut deniable = BitSet::new(n);
         for (c, ok) in self.candidates.iter().zip(&valid_deny) {
@@ -532,54 +547,45 @@ impl Plan {
             let needed = chosen_allow
                 .get(i)
                 .and_then(|ci| self.candidates.get(*ci))
-                .is_some_and(|c| !c.cover.and_subset_of(&allowed, &others));
+                .is_some_and(|c| !c.cover.and_subset_of(allowed, &others));
             if needed {
                 i += 1;
             } else {
                 chosen_allow.remove(i);
             }
         }
-        let mut must_deny = BitSet::new(n);
+        // Every denied route a chosen Allow touches must be denied; the pool admitted only
+        // allows whose denied hits are all deniable.
+        let mut to_deny = BitSet::new(n);
         for ci in &chosen_allow {
             if let Some(c) = self.candidates.get(*ci) {
-                must_deny.union_with_and(&c.hit, &denied);
+                to_deny.union_with_and(&c.hit, &denied);
             }
         }
-        // The current request, when denied, gets an explicit Deny.
-        if !target_allowed {
-            for vi in &target_vr {
-                must_deny.insert(*vi);
+        let mut deny_pool: BTreeSet<usize> = BTreeSet::new();
+        for vi in to_deny.iter() {
+            if let Some(list) = self.cover_index.get(vi) {
+                deny_pool.extend(
+                    list.iter()
+                        .copied()
+                        .filter(|ci| valid_deny.get(*ci).copied().unwrap_or(false)),
+                );
             }
         }
-
         let mut chosen_deny: Vec<usize> = Vec::new();
-        let mut to_deny = must_deny.clone();
-        let mut deny_literal_target = false;
-        // Denied routes with no valid Deny pattern were never hit by a chosen Allow (the pool
-        // excludes such allows); only the target can be among them.
-        let mut undeniable = to_deny.clone();
-        undeniable.difference_with(&deniable);
-        if !undeniable.is_empty() {
-            deny_literal_target = true;
-            to_deny.difference_with(&undeniable);
-        }
         while !to_deny.is_empty() {
             let mut best: Option<(f64, usize)> = None;
-            for vi in to_deny.iter() {
-                let Some(list) = self.cover_index.get(vi) else {
+            for &ci in &deny_pool {
+                let Some(c) = self.candidates.get(ci) else {
                     continue;
                 };
-                for &ci in list {
-                    if !valid_deny.get(ci).copied().unwrap_or(false) {
-                        continue;
-                    }
-                    let Some(c) = self.candidates.get(ci) else {
-                        continue;
-                    };
-                    let score = f64::from(c.cover.count_and(&to_deny)) / cost(c);
-                    if best.is_none_or(|(s, _)| score > s) {
-                        best = Some((score, ci));
-                    }
+                let gain = c.cover.count_and(&to_deny);
+                if gain == 0 {
+                    continue;
+                }
+                let score = f64::from(gain) / cost(c);
+                if best.is_none_or(|(s, _)| score > s) {
+                    best = Some((score, ci));
                 }
             }
             let Some((_, ci)) = best else { break };
@@ -587,47 +593,115 @@ impl Plan {
                 break;
             };
             to_deny.difference_with(&c.cover);
+            base.denied_covered.union_with(&c.cover);
             chosen_deny.push(ci);
         }
 
-        let mut allow: BTreeSet<String> = chosen_allow
+        let texts = |chosen: &[usize]| -> Vec<String> {
+            let set: BTreeSet<String> = chosen
+                .iter()
+                .filter_map(|ci| self.candidates.get(*ci))
+                .map(|c| c.text.clone())
+                .collect();
+            set.into_iter().collect()
+        };
+        base.allow = texts(&chosen_allow);
+        base.deny = texts(&chosen_deny);
+        let mut inexact: Vec<RouteId> = uncovered
             .iter()
-            .filter_map(|ci| self.candidates.get(*ci))
-            .map(|c| c.text.clone())
-            .collect();
-        let mut deny: BTreeSet<String> = chosen_deny
-            .iter()
-            .filter_map(|ci| self.candidates.get(*ci))
-            .map(|c| c.text.clone())
-            .collect();
-
-        // Routes that no exact pattern could allow are left out; the current request still
-        // gets its exact answer through its literal resource, when that resource has no
-        // wildcard characters (a client-chosen `*` in a path must never become a pattern).
-        let inexact_vrs: Vec<usize> = uncovered.iter().collect();
-        let mut inexact: Vec<RouteId> = inexact_vrs
-            .iter()
-            .filter_map(|vi| self.vrs.get(*vi))
+            .filter_map(|vi| self.vrs.get(vi))
             .map(|vr| vr.route)
             .collect();
         inexact.sort_unstable();
         inexact.dedup();
-        if literal_ok {
-            if target_allowed && target_vr.iter().any(|vi| uncovered.contains(*vi)) {
-                allow.insert(target.resource.to_owned());
+        base.inexact = inexact;
+        base.uncovered = uncovered;
+        base
+    }
+
+    /// The policy for one request: the caller's [`Base`] plus what the requested route needs —
+    /// an explicit Deny when it is denied, and its literal resource when it is allowed but no
+    /// exact pattern could allow it, or when no route receives it.
+    pub fn finish(&self, base: &Base, target: Target<'_>) -> Shape {
+        // A client-chosen `*` or `?` in a path must never become a pattern.
+        let literal_ok = !target.resource.contains(['*', '?']) && !target.resource.contains("${");
+        let literal = || vec![target.resource.to_owned()];
+        match base.everything {
+            Some(false) => {
+                return Shape {
+                    deny: vec!["*".to_owned()],
+                    ..Shape::default()
+                }
             }
-            // A request for a resource no route of the schema receives (the API and the
-            // bundle have drifted apart) is denied explicitly: no wildcard may stand in for a
-            // route the policies never saw.
-            if deny_literal_target || target.route.is_none() {
-                deny.insert(target.resource.to_owned());
+            Some(true) => {
+                // Everything is allowed, except a request for a resource no route receives.
+                let deny = if target.route.is_none() && literal_ok {
+                    literal()
+                } else {
+                    Vec::new()
+                };
+                return Shape {
+                    allow: vec!["*".to_owned()],
+                    deny,
+                    inexact: Vec::new(),
+                };
+            }
+            None => {}
+        }
+        let mut allow: BTreeSet<String> = base.allow.iter().cloned().collect();
+        let mut deny: BTreeSet<String> = base.deny.iter().cloned().collect();
+        let target_vrs: Vec<usize> = self
+            .vrs
+            .iter()
+            .enumerate()
+            .filter(|(_, vr)| Some(vr.route) == target.route)
+            .map(|(vi, _)| vi)
+            .collect();
+        let target_allowed = target
+            .route
+            .is_some_and(|r| base.routes.get(r).copied().unwrap_or(false));
+        match target.route {
+            // A request for a resource no route of the schema receives (the API and the bundle
+            // have drifted apart) is denied explicitly: no wildcard may stand in for a route the
+            // policies never saw.
+            None => {
+                if literal_ok {
+                    deny.insert(target.resource.to_owned());
+                }
+            }
+            Some(_) if target_allowed => {
+                if literal_ok && target_vrs.iter().any(|vi| base.uncovered.contains(*vi)) {
+                    allow.insert(target.resource.to_owned());
+                }
+            }
+            // The requested route is denied: an explicit Deny for it, by the cheapest pattern
+            // that touches no allowed route, else by its literal resource.
+            Some(_) => {
+                for vi in target_vrs {
+                    if base.denied_covered.contains(vi) {
+                        continue;
+                    }
+                    let pattern = self.cover_index.get(vi).and_then(|list| {
+                        list.iter()
+                            .filter_map(|ci| self.candidates.get(*ci))
+                            .find(|c| !c.hit.intersects(&base.allowed))
+                    });
+                    match pattern {
+                        Some(c) => {
+                            deny.insert(c.text.clone());
+                        }
+                        None if literal_ok => {
+                            deny.insert(target.resource.to_owned());
+                        }
+                        None => {}
+                    }
+                }
             }
         }
-        debug_assert!(self.route_count == allowed_routes.len());
         Shape {
             allow: allow.into_iter().collect(),
             deny: deny.into_iter().collect(),
-            inexact,
+            inexact: base.inexact.clone(),
         }
     }
 }
