@@ -40,7 +40,8 @@
 //! routes out (cached answers for them are 403 until the cache expires), makes the current
 //! request's own answer exact, and reports the routes so they are logged.
 
-use std::collections::{BTreeSet, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 
 use serde::Serialize;
 
@@ -507,27 +508,41 @@ impl Plan {
         let mut uncovered = allowed.clone();
         let mut must_deny = BitSet::new(n);
         let mut chosen_allow: Vec<usize> = Vec::new();
-        loop {
-            let mut best: Option<(f64, usize)> = None;
-            for &ci in &pool {
-                let Some(c) = self.candidates.get(ci) else {
-                    continue;
-                };
-                let gain = c.cover.count_and(&uncovered);
-                if gain == 0 {
-                    continue;
-                }
-                let extra_denies = c.hit.count_and_not(&denied, &must_deny);
-                let price = cost(c) + f64::from(extra_denies) * mean_deny as f64;
-                let score = f64::from(gain) / price;
-                if best.is_none_or(|(s, _)| score > s) {
-                    best = Some((score, ci));
-                }
+        let score_of = |c: &Candidate, uncovered: &BitSet, must_deny: &BitSet| {
+            let gain = c.cover.count_and(uncovered);
+            if gain == 0 {
+                return 0.0;
             }
-            let Some((_, ci)) = best else { break };
-            let Some(c) = self.candidates.get(ci) else {
+            let extra_denies = c.hit.count_and_not(&denied, must_deny);
+            f64::from(gain) / (cost(c) + f64::from(extra_denies) * mean_deny as f64)
+        };
+        // Lazy greedy: candidates wait in a heap under their last score; the top one is
+        // re-scored and taken only if it still beats the next. Scores only go stale slowly
+        // (fewer uncovered routes, more denies already paid for), so this picks almost what a
+        // full rescan would, at a fraction of the cost; exactness does not depend on the order.
+        let mut heap: BinaryHeap<(u64, Reverse<usize>)> = pool
+            .iter()
+            .filter_map(|&ci| {
+                let c = self.candidates.get(ci)?;
+                let sc = score_of(c, &uncovered, &must_deny);
+                (sc > 0.0).then(|| (rank(sc), Reverse(ci)))
+            })
+            .collect();
+        while let Some((_, Reverse(ci))) = heap.pop() {
+            if uncovered.is_empty() {
                 break;
+            }
+            let Some(c) = self.candidates.get(ci) else {
+                continue;
             };
+            let sc = score_of(c, &uncovered, &must_deny);
+            if sc <= 0.0 {
+                continue;
+            }
+            if heap.peek().is_some_and(|(top, _)| *top > rank(sc)) {
+                heap.push((rank(sc), Reverse(ci)));
+                continue;
+            }
             uncovered.difference_with(&c.cover);
             must_deny.union_with_and(&c.hit, &denied);
             chosen_allow.push(ci);
@@ -729,6 +744,11 @@ fn generic_instances(template: &[TTok], bound: usize) -> Vec<Vec<String>> {
             out
         })
         .collect()
+}
+
+/// A positive score as an integer key that orders like the score (for the heap).
+fn rank(score: f64) -> u64 {
+    (score * 1e12) as u64
 }
 
 /// Cheap exclusion: before the first wildcard on either side, positions align, and two
