@@ -85,7 +85,7 @@ pub fn explain(
         .collect();
     let target = snapshot.routes.route_resource(&req.arn.resource);
     let prefix = req.arn.prefix();
-    let shape = snapshot.plan.build(
+    let shape = snapshot.plan_for(&req.arn.stage).build(
         &decisions.allowed(),
         Target {
             resource: &req.arn.resource,
@@ -106,7 +106,7 @@ pub fn explain(
             .filter_map(|r| snapshot.routes.get(*r))
             .map(|r| r.name.clone())
             .collect(),
-        policy: PolicyDocument::from_shape(&shape, &prefix),
+        policy: PolicyDocument::from_shape(&shape, &req.arn),
         routes,
     })
 }

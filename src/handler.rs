@@ -282,12 +282,13 @@ impl Authorizer {
         req: &AuthzRequest,
         target: Option<usize>,
     ) -> Shape {
-        let base = entry.base.get_or_init(|| {
-            snapshot
-                .plan
-                .base(&entry.allowed, req.arn.prefix().len() + 3)
-        });
-        snapshot.plan.finish(
+        let plan = snapshot.plan_for(&req.arn.stage);
+        // What a resource costs besides its pattern: the prefix and JSON quoting.
+        let overhead = req.arn.partition.len() + req.arn.stage.len() + 26;
+        let base = entry
+            .base
+            .get_or_init(|| plan.base(&entry.allowed, overhead));
+        plan.finish(
             base,
             Target {
                 resource: &req.arn.resource,
@@ -304,7 +305,7 @@ impl Authorizer {
         shape: &Shape,
         revision: &str,
     ) -> Value {
-        let doc = PolicyDocument::from_shape(shape, &req.arn.prefix());
+        let doc = PolicyDocument::from_shape(shape, &req.arn);
         let response = PolicyResponse {
             principal_id: principal.to_owned(),
             policy_document: doc,

@@ -45,10 +45,18 @@ use std::collections::{BTreeSet, BinaryHeap, HashMap};
 
 use serde::Serialize;
 
+use crate::arn::MethodArn;
 use crate::routes::{Method, RouteId, RouteKind, RouteTable, Segment, METHODS, WEBSOCKET_CONNECT};
 
 /// A symbol no literal can equal: stands for "any other value" in generic paths.
 const FRESH: &str = "\u{0}";
+
+/// The part of an execute-api ARN before `/{stage}/` (`arn:…:{api}`), as one symbol: patterns
+/// replace it by `*` (see [`PolicyDocument::from_shape`]).
+const HEAD: &str = "\u{1}head";
+
+/// The stage, for every stage name that equals no route literal.
+const STAGE: &str = "\u{1}stage";
 
 /// Budget for enumerating joint paths of one (pattern, route) pair; past it the pair counts
 /// as hit, which is the safe direction (a hit demands denies; it never licenses an allow).
@@ -180,8 +188,12 @@ pub struct Target<'a> {
 /// The Allow and Deny patterns of a policy, relative to `arn:…:{api}/{stage}/`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Shape {
+    /// Patterns, written after `arn:…:execute-api:*/{stage}/`.
     pub allow: Vec<String>,
     pub deny: Vec<String>,
+    /// Exact resources (the requested one), written after the full `arn:…:{api}/{stage}/`.
+    pub allow_exact: Vec<String>,
+    pub deny_exact: Vec<String>,
     /// Allowed routes the policy could not allow exactly (left out: never over-allowed).
     pub inexact: Vec<RouteId>,
 }
@@ -264,6 +276,25 @@ impl Plan {
     /// Analyses a route table: virtual routes, candidate patterns, and what each pattern hits
     /// and covers.
     pub fn new(table: &RouteTable) -> Self {
+        Self::with_stage(table, None)
+    }
+
+    /// Whether a plan for `stage` must be computed with the stage's own name: only when some
+    /// route literal (or verb) equals it, since a path segment can then spell the stage.
+    pub fn stage_is_special(table: &RouteTable, stage: &str) -> bool {
+        Method::parse(stage).is_some()
+            || stage == WEBSOCKET_CONNECT
+            || table.routes().iter().any(|r| {
+                r.segments()
+                    .iter()
+                    .any(|s| matches!(s, Segment::Literal(l) if l == stage))
+            })
+    }
+
+    /// The analysis for one stage name (see [`Plan::stage_is_special`]); `None` stands for
+    /// any stage that equals no route literal.
+    pub fn with_stage(table: &RouteTable, stage: Option<&str>) -> Self {
+        let stage_symbol = stage.unwrap_or(STAGE).to_owned();
         let max_len = table
             .routes()
             .iter()
@@ -272,7 +303,7 @@ impl Plan {
             .unwrap_or(1);
         // Past this many symbols, longer `{proxy+}` expansions behave like shorter ones for
         // every template and candidate (candidates are at most `max_len + 2` tokens).
-        let bound = 2 * max_len + 4;
+        let bound = 2 * max_len + 8;
 
         let mut vrs = Vec::new();
         for (id, route) in table.routes().iter().enumerate() {
@@ -374,14 +405,24 @@ impl Plan {
 
         for cand in &mut candidates {
             for (vi, vr) in vrs.iter().enumerate() {
+                // A spill needs a path position that can hold the stage name.
+                let wild = vr.template.iter().any(|t| match t {
+                    TTok::Param | TTok::Proxy => true,
+                    TTok::Lit(l) => *l == stage_symbol,
+                });
                 if literal_prefix_disagrees(&cand.toks, &vr.template) {
+                    if wild && spills(&cand.toks, vr, table, bound, &stage_symbol) {
+                        cand.hit.insert(vi);
+                    }
                     continue;
                 }
                 let covers = vr.instances.iter().all(|p| glob_matches(&cand.toks, p));
                 if covers {
                     cand.cover.insert(vi);
                     cand.hit.insert(vi);
-                } else if hits(&cand.toks, vr, table, bound) {
+                } else if hits(&cand.toks, vr, table, bound)
+                    || (wild && spills(&cand.toks, vr, table, bound, &stage_symbol))
+                {
                     cand.hit.insert(vi);
                 }
             }
@@ -640,7 +681,13 @@ impl Plan {
     pub fn finish(&self, base: &Base, target: Target<'_>) -> Shape {
         // A client-chosen `*` or `?` in a path must never become a pattern.
         let literal_ok = !target.resource.contains(['*', '?']) && !target.resource.contains("${");
-        let literal = || vec![target.resource.to_owned()];
+        let literal = || {
+            if literal_ok {
+                vec![target.resource.to_owned()]
+            } else {
+                Vec::new()
+            }
+        };
         match base.everything {
             Some(false) => {
                 return Shape {
@@ -650,21 +697,24 @@ impl Plan {
             }
             Some(true) => {
                 // Everything is allowed, except a request for a resource no route receives.
-                let deny = if target.route.is_none() && literal_ok {
-                    literal()
-                } else {
-                    Vec::new()
-                };
                 return Shape {
                     allow: vec!["*".to_owned()],
-                    deny,
-                    inexact: Vec::new(),
+                    deny_exact: if target.route.is_none() {
+                        literal()
+                    } else {
+                        Vec::new()
+                    },
+                    ..Shape::default()
                 };
             }
             None => {}
         }
-        let mut allow: BTreeSet<String> = base.allow.iter().cloned().collect();
         let mut deny: BTreeSet<String> = base.deny.iter().cloned().collect();
+        let mut shape = Shape {
+            allow: base.allow.clone(),
+            inexact: base.inexact.clone(),
+            ..Shape::default()
+        };
         let target_vrs: Vec<usize> = self
             .vrs
             .iter()
@@ -679,14 +729,10 @@ impl Plan {
             // A request for a resource no route of the schema receives (the API and the bundle
             // have drifted apart) is denied explicitly: no wildcard may stand in for a route the
             // policies never saw.
-            None => {
-                if literal_ok {
-                    deny.insert(target.resource.to_owned());
-                }
-            }
+            None => shape.deny_exact = literal(),
             Some(_) if target_allowed => {
-                if literal_ok && target_vrs.iter().any(|vi| base.uncovered.contains(*vi)) {
-                    allow.insert(target.resource.to_owned());
+                if target_vrs.iter().any(|vi| base.uncovered.contains(*vi)) {
+                    shape.allow_exact = literal();
                 }
             }
             // The requested route is denied: an explicit Deny for it, by the cheapest pattern
@@ -705,19 +751,13 @@ impl Plan {
                         Some(c) => {
                             deny.insert(c.text.clone());
                         }
-                        None if literal_ok => {
-                            deny.insert(target.resource.to_owned());
-                        }
-                        None => {}
+                        None => shape.deny_exact = literal(),
                     }
                 }
             }
         }
-        Shape {
-            allow: allow.into_iter().collect(),
-            deny: deny.into_iter().collect(),
-            inexact: base.inexact.clone(),
-        }
+        shape.deny = deny.into_iter().collect();
+        shape
     }
 }
 
@@ -782,6 +822,30 @@ fn hits(g: &[Tok], vr: &VirtualRoute, table: &RouteTable, bound: usize) -> bool 
         &mut |p| table.route_symbols(p) == Some(vr.route),
     );
     // Out of budget: assume a hit (safe).
+    found || budget == 0
+}
+
+/// Whether the pattern, written after `arn:…:execute-api:*/{stage}/`, matches a path routed
+/// to `vr` through its leading `*` reaching past the API id: the path then contains the stage
+/// name followed by what the pattern spells (`…/prod/GET/pets/…` inside a `{proxy+}` value).
+/// Resources are modelled as `[head, stage, verb, segments…]`.
+fn spills(g: &[Tok], vr: &VirtualRoute, table: &RouteTable, bound: usize, stage: &str) -> bool {
+    let mut pattern = vec![Tok::Star, Tok::Lit(stage.to_owned())];
+    pattern.extend(g.iter().cloned());
+    let mut template = vec![TTok::Lit(HEAD.to_owned()), TTok::Lit(stage.to_owned())];
+    template.extend(vr.template.iter().cloned());
+    let mut budget = JOINT_BUDGET;
+    let mut path: Vec<&str> = Vec::new();
+    let found = joint(
+        &pattern,
+        &template,
+        0,
+        0,
+        &mut path,
+        bound + 2,
+        &mut budget,
+        &mut |p| table.route_symbols(p.get(2..).unwrap_or_default()) == Some(vr.route),
+    );
     found || budget == 0
 }
 
@@ -854,16 +918,31 @@ pub enum Effect {
 }
 
 impl PolicyDocument {
-    /// Turns a [`Shape`] into a document: each pattern is prefixed with `prefix`
-    /// (`arn:{partition}:execute-api:{region}:{account}:{api}/{stage}/`).
-    pub fn from_shape(shape: &Shape, prefix: &str) -> Self {
+    /// Turns a [`Shape`] into a document for the API and stage of `arn`. Patterns start with
+    /// `arn:{partition}:execute-api:*/{stage}/`: the `*` stands for `{region}:{account}:{api}`,
+    /// which is always this API's (API Gateway evaluates an authorizer's policy only for its own
+    /// API), and saves some forty bytes per resource; the analysis counts its reach past the API
+    /// id (see `spills`). Exact resources keep the full ARN. A console test's stage `*` is
+    /// already a wildcard, so there the full prefix is kept for patterns too.
+    pub fn from_shape(shape: &Shape, arn: &MethodArn) -> Self {
+        let exact = arn.prefix();
+        let patterns = if arn.stage == "*" {
+            exact.clone()
+        } else {
+            format!("arn:{}:execute-api:*/{}/", arn.partition, arn.stage)
+        };
         let mut statement = Vec::new();
-        for (effect, patterns) in [(Effect::Allow, &shape.allow), (Effect::Deny, &shape.deny)] {
-            if !patterns.is_empty() {
+        for (effect, pats, exacts) in [
+            (Effect::Allow, &shape.allow, &shape.allow_exact),
+            (Effect::Deny, &shape.deny, &shape.deny_exact),
+        ] {
+            let mut resource: Vec<String> = pats.iter().map(|p| format!("{patterns}{p}")).collect();
+            resource.extend(exacts.iter().map(|e| format!("{exact}{e}")));
+            if !resource.is_empty() {
                 statement.push(Statement {
                     action: "execute-api:Invoke",
                     effect,
-                    resource: patterns.iter().map(|p| format!("{prefix}{p}")).collect(),
+                    resource,
                 });
             }
         }
@@ -997,14 +1076,14 @@ mod tests {
     fn a_resource_no_route_receives_is_denied_explicitly() {
         let s = shape_for(&["GET /a", "GET /b"], &["GET /a", "GET /b"], "GET/zzz");
         assert_eq!(
-            (s.allow, s.deny),
+            (s.allow, s.deny_exact),
             (vec!["*".to_owned()], vec!["GET/zzz".to_owned()])
         );
         let s = shape_for(&["GET /a", "GET /b"], &["GET /a"], "GET/zzz");
-        assert!(s.deny.contains(&"GET/zzz".to_owned()), "{s:?}");
+        assert!(s.deny_exact.contains(&"GET/zzz".to_owned()), "{s:?}");
         // Never a client-chosen wildcard as a pattern.
         let s = shape_for(&["GET /a", "GET /b"], &["GET /a", "GET /b"], "GET/*");
-        assert!(s.deny.is_empty(), "{s:?}");
+        assert!(s.deny.is_empty() && s.deny_exact.is_empty(), "{s:?}");
     }
 
     #[test]

@@ -126,7 +126,7 @@ fn reference_route(
     best
 }
 
-const LITS: [&str; 4] = ["a", "b", "pets", "x"];
+const LITS: [&str; 5] = ["a", "b", "pets", "x", "v1"];
 
 fn template() -> impl Strategy<Value = Vec<Tok>> {
     let seg = prop_oneof![
@@ -163,6 +163,8 @@ fn value() -> impl Strategy<Value = String> {
     prop_oneof![
         3 => prop::sample::select(LITS.to_vec()).prop_map(str::to_owned),
         3 => prop::sample::select(vec!["42", "dog", "GET", "history"]).prop_map(str::to_owned),
+        // The stage's name and verbs inside paths: what a pattern's leading `*` could reach.
+        2 => prop::sample::select(vec!["prod", "v1", "POST", "DELETE"]).prop_map(str::to_owned),
         1 => prop::sample::select(vec!["", "a*", "?", "*"]).prop_map(str::to_owned),
     ]
 }
@@ -291,15 +293,21 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
             .collect(),
     )
     .unwrap();
-    let plan = cedargate::iam::Plan::new(&table);
+    let plan = if cedargate::iam::Plan::stage_is_special(&table, c.stage) {
+        cedargate::iam::Plan::with_stage(&table, Some(c.stage))
+    } else {
+        cedargate::iam::Plan::new(&table)
+    };
     let prefix = format!(
         "arn:{}:execute-api:us-east-1:123456789012:abc123/{}/",
         c.partition, c.stage
     );
-    let values: Vec<String> = ["42", "dog", "a", "pets", "", "x*", "history"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let values: Vec<String> = [
+        "42", "dog", "a", "pets", "", "x*", "history", "prod", "v1", "GET",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
 
     // All concrete requests: generated ones plus instances of every route with every verb.
     let mut requests: Vec<(String, Vec<String>)> = c
@@ -332,7 +340,8 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
         },
         prefix.len() + 3,
     );
-    let doc = serde_json::to_value(PolicyDocument::from_shape(&shape, &prefix)).unwrap();
+    let arn = cedargate::arn::MethodArn::parse(&format!("{prefix}GET/")).unwrap();
+    let doc = serde_json::to_value(PolicyDocument::from_shape(&shape, &arn)).unwrap();
 
     for (verb, path) in &requests {
         // A single empty segment and the root path are the same resource (`GET/`).

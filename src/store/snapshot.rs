@@ -546,7 +546,10 @@ pub struct Snapshot {
     pub index: PolicyIndex,
     /// Static entities and the schema's action entities, transitively closed.
     pub base_entities: Entities,
-    pub plan: Plan,
+    /// The IAM analysis for every stage whose name equals no route literal.
+    pub plan: std::sync::Arc<Plan>,
+    /// Analyses for stages whose name a path segment could spell, made on first use.
+    special_plans: std::sync::Mutex<HashMap<String, std::sync::Arc<Plan>>>,
     /// The Cedar action of each route, in route order.
     pub route_actions: Vec<EntityUid>,
     /// The source of each policy file, for `explain` and `test`.
@@ -554,6 +557,18 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The IAM analysis for requests in `stage`.
+    pub fn plan_for(&self, stage: &str) -> std::sync::Arc<Plan> {
+        if !Plan::stage_is_special(&self.routes, stage) {
+            return self.plan.clone();
+        }
+        let mut plans = self.special_plans.lock().unwrap_or_else(|e| e.into_inner());
+        plans
+            .entry(stage.to_owned())
+            .or_insert_with(|| std::sync::Arc::new(Plan::with_stage(&self.routes, Some(stage))))
+            .clone()
+    }
+
     /// A short revision for logs and responses: the first 12 hex digits of the digest.
     pub fn revision(&self) -> &str {
         self.digest.get(..12).unwrap_or(&self.digest)
@@ -935,7 +950,8 @@ impl Snapshot {
                 mapping,
                 index,
                 base_entities: base,
-                plan,
+                plan: std::sync::Arc::new(plan),
+                special_plans: std::sync::Mutex::new(HashMap::new()),
                 route_actions,
                 files,
             },
