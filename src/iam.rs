@@ -14,11 +14,15 @@
 //!
 //! ## The model
 //! A resource is seen as a sequence of symbols: the verb, then the path segments (`GET/` is the
-//! root path, `$connect` the WebSocket connect route). A pattern is a sequence of literal
+//! root path); or one route key without a verb: `$connect` (the WebSocket connect route) and
+//! `$default` (an HTTP API's catch-all route, which API Gateway may name either way). A pattern is a sequence of literal
 //! symbols and `*`s, where a `*` between slashes matches one or more whole symbols. (Route
 //! literals cannot contain `/`, `*` or `?`, and a `*` that matches an empty string between two
 //! slashes matches an empty symbol, so this is exactly IAM's character-level matching.)
-//! Every route is split into *virtual routes*, one per verb it serves (`ANY` gives seven).
+//! Every route is split into *virtual routes*, one per verb it serves (`ANY` gives seven). The
+//! `$default` route has a virtual route for its route-key resource and, per verb, one for the
+//! root path and one for every deeper path that no other route takes (a `{proxy+}` of lowest
+//! precedence): whichever form the ARN takes, the policy answers it exactly.
 //!
 //! At load, for a fixed set of candidate patterns (each route's own pattern, per-verb subtree
 //! patterns, deeper patterns for `{proxy+}` routes), [`Plan::new`] computes which virtual routes
@@ -44,7 +48,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde::Serialize;
 
-use crate::routes::{Method, RouteId, RouteKind, RouteTable, Segment, METHODS, WEBSOCKET_CONNECT};
+use crate::routes::{
+    Method, RouteId, RouteKind, RouteTable, Segment, HTTP_DEFAULT, METHODS, WEBSOCKET_CONNECT,
+};
 
 /// A symbol no literal can equal: stands for "any other value" in generic paths.
 const FRESH: &str = "\u{0}";
@@ -170,7 +176,7 @@ struct Candidate {
 /// What a request needs from the builder besides the decisions.
 #[derive(Clone, Copy, Debug)]
 pub struct Target<'a> {
-    /// The part of the method ARN after `{stage}/` (`GET/pets/42`, `$connect`).
+    /// The part of the method ARN after `{stage}/` (`GET/pets/42`, `$connect`, `$default`).
     pub resource: &'a str,
     /// The route that resource is sent to, when the route table has one.
     pub route: Option<RouteId>,
@@ -255,13 +261,30 @@ impl Plan {
         for (id, route) in table.routes().iter().enumerate() {
             let verbs: Vec<Method> = match &route.kind {
                 RouteKind::WebSocketConnect => {
-                    let template = vec![TTok::Lit(WEBSOCKET_CONNECT.to_owned())];
-                    let instances = vec![vec![WEBSOCKET_CONNECT.to_owned()]];
-                    vrs.push(VirtualRoute {
-                        route: id,
-                        template,
-                        instances,
-                    });
+                    vrs.push(route_key_vr(id, WEBSOCKET_CONNECT));
+                    continue;
+                }
+                RouteKind::HttpDefault => {
+                    vrs.push(route_key_vr(id, HTTP_DEFAULT));
+                    // The requests it receives: whatever no other route takes, at the root
+                    // and below it.
+                    for verb in Method::all() {
+                        let verb = TTok::Lit(verb.as_str().to_owned());
+                        for last in [TTok::Lit(String::new()), TTok::Proxy] {
+                            let template = vec![verb.clone(), last];
+                            let instances: Vec<Vec<String>> = generic_instances(&template, bound)
+                                .into_iter()
+                                .filter(|p| table.route_symbols(&symbols(p)) == Some(id))
+                                .collect();
+                            if !instances.is_empty() {
+                                vrs.push(VirtualRoute {
+                                    route: id,
+                                    template,
+                                    instances,
+                                });
+                            }
+                        }
+                    }
                     continue;
                 }
                 RouteKind::Http { method, .. } => {
@@ -332,7 +355,7 @@ impl Plan {
                 add(sub);
             }
             if let Some((Tok::Lit(verb), rest)) = own.split_first() {
-                if verb != WEBSOCKET_CONNECT {
+                if verb != WEBSOCKET_CONNECT && verb != HTTP_DEFAULT {
                     verbs_by_path
                         .entry(rest.to_vec())
                         .or_default()
@@ -632,6 +655,15 @@ impl Plan {
     }
 }
 
+/// The virtual route of a route named by its key alone (`$connect`, `$default`): one resource.
+fn route_key_vr(route: RouteId, key: &str) -> VirtualRoute {
+    VirtualRoute {
+        route,
+        template: vec![TTok::Lit(key.to_owned())],
+        instances: vec![vec![key.to_owned()]],
+    }
+}
+
 /// The generic paths of a template: parameters become [`FRESH`], `{proxy+}` takes 1..=bound
 /// fresh symbols.
 fn generic_instances(template: &[TTok], bound: usize) -> Vec<Vec<String>> {
@@ -920,6 +952,28 @@ mod tests {
             shape(&["GET /a", "GET /b"], &["GET /a", "GET /b"]).allow,
             vec!["*"]
         );
+    }
+
+    #[test]
+    fn default_route_is_answered_in_both_forms() {
+        let names = ["GET /pets", "$default"];
+        // Only the catch-all allowed: everything but the one explicit route.
+        let s = shape_for(&names, &["$default"], "$default");
+        assert_eq!(
+            (s.allow.clone(), s.deny.clone()),
+            (vec!["*".to_owned()], vec!["GET/pets".to_owned()])
+        );
+        assert!(s.inexact.is_empty());
+        // Only the explicit route allowed: the catch-all is denied, here by its route key.
+        let s = shape_for(&names, &["GET /pets"], "$default");
+        assert_eq!(s.allow, vec!["GET/pets".to_owned()], "{s:?}");
+        assert!(s.deny.contains(&"$default".to_owned()), "{s:?}");
+        // An allowed catch-all beside a denied `{param}` route cannot be exact under `GET`
+        // (`GET/pets/*` would also deny `GET/pets/a/b`): left out, never over-allowed.
+        let s = shape_for(&["GET /pets/{id}", "$default"], &["$default"], "$default");
+        assert_eq!(s.inexact, vec![1]);
+        assert!(!s.allow.contains(&"*".to_owned()), "{s:?}");
+        assert!(s.allow.contains(&"$default".to_owned()), "{s:?}");
     }
 
     #[test]
