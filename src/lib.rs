@@ -22,6 +22,7 @@ pub mod handler;
 
 pub mod explain;
 pub mod policy_tests;
+pub mod template;
 
 pub mod store;
 
