@@ -273,9 +273,12 @@ impl Drop for LambdaEmulator {
         #[cfg(unix)]
         {
             let pid = self.child.id() as i32;
-            // The whole process group: cargo-lambda and the function it started.
+            // The whole process group: cargo-lambda and the function it started. The `--` is
+            // load-bearing: procps-ng's `kill -TERM -19923` reads the group as `-1` and signals
+            // every process of the user (it killed the test runner and every other session's
+            // processes on the machine).
             let _ = Command::new("kill")
-                .args(["-TERM", &format!("-{pid}")])
+                .args(["-s", "TERM", "--", &format!("-{pid}")])
                 .status();
         }
         let _ = self.child.kill();
