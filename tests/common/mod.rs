@@ -194,7 +194,17 @@ impl LambdaEmulator {
     pub fn start(env: &[(String, String)]) -> LambdaEmulator {
         let port = free_port();
         let env_file = std::env::temp_dir().join(format!("cedargate-lambda-env-{port}"));
-        let text: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        // Single-quoted: the values are taken literally (`*`, `=`, `$` and `#` included).
+        let text: String = env
+            .iter()
+            .map(|(k, v)| {
+                assert!(
+                    !v.contains(['\'', '\n']),
+                    "{k}: no quote or newline in env values"
+                );
+                format!("{k}='{v}'\n")
+            })
+            .collect();
         std::fs::write(&env_file, text).unwrap();
         let mut cmd = Command::new(tool("cargo-lambda"));
         cmd.args([
