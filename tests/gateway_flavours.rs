@@ -18,8 +18,6 @@ use common::{allows, fixture, mint, InvokePipe, ROLES};
 use gateway_common::*;
 use serde_json::{json, Value};
 
-const UNAUTHORIZED: &str = r#"{"error":"Unauthorized"}"#;
-
 fn reader() -> String {
     mint(json!({ "sub": "auth0|rita", ROLES: ["reader"], "scope": "openid" }))
 }
@@ -32,8 +30,9 @@ fn nobody() -> String {
     mint(json!({ "sub": "auth0|nobody", ROLES: [] }))
 }
 
+/// `cedargate invoke`'s line for a Lambda that fails with `Unauthorized`.
 fn unauthorized(v: &Value) -> bool {
-    v.to_string() == UNAUTHORIZED
+    *v == json!({"error": "Unauthorized"})
 }
 
 /// Waits for a log line: the pipe's stderr is read on another thread.
