@@ -55,8 +55,57 @@ impl Env for BTreeMap<&str, &str> {
     }
 }
 
+/// Every environment variable cedargate reads (all commands; `CEDARGATE_LOG` is read by the
+/// CLI's logging set-up). The parser reads no name outside this list (a unit test records
+/// every name it asks for), a start-up warning names any other `CEDARGATE_*` variable (a typo
+/// would otherwise silently leave a default in place), and the `template.yaml` checks refuse
+/// a function environment with a name outside it.
+pub const KNOWN_VARIABLES: &[&str] = &[
+    "CEDARGATE_ISSUER",
+    "CEDARGATE_AUDIENCE",
+    "CEDARGATE_JWKS_URL",
+    "CEDARGATE_JWKS_FILE",
+    "CEDARGATE_PUBLIC_KEY_FILE",
+    "CEDARGATE_ALGORITHMS",
+    "CEDARGATE_CLOCK_SKEW_SECONDS",
+    "CEDARGATE_MAX_TOKEN_BYTES",
+    "CEDARGATE_JWKS_COOLDOWN_SECONDS",
+    "CEDARGATE_JWKS_MAX_AGE_SECONDS",
+    "CEDARGATE_HTTP_TIMEOUT_MS",
+    "CEDARGATE_POLICY_SOURCE",
+    "CEDARGATE_POLICY_REFRESH_SECONDS",
+    "CEDARGATE_POLICY_TIMEOUT_MS",
+    "CEDARGATE_POLICY_LOAD_TIMEOUT_MS",
+    "CEDARGATE_MAX_BUNDLE_BYTES",
+    "CEDARGATE_RESPONSE",
+    "CEDARGATE_CONTEXT_CLAIMS",
+    "CEDARGATE_USAGE_KEY_CLAIM",
+    "CEDARGATE_USAGE_KEY_MAP",
+    "CEDARGATE_LOG",
+];
+
+/// The `CEDARGATE_*` names among `names` that cedargate does not know, sorted.
+pub fn unknown_variables<I, S>(names: I) -> Vec<String>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let mut out: Vec<String> = names
+        .into_iter()
+        .map(|n| n.as_ref().to_owned())
+        .filter(|n| n.starts_with("CEDARGATE_") && !KNOWN_VARIABLES.contains(&n.as_str()))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// A variable's value, with surrounding whitespace removed; empty counts as unset.
 fn value(env: &dyn Env, name: &str) -> Option<String> {
+    debug_assert!(
+        KNOWN_VARIABLES.contains(&name),
+        "{name} is read but not in KNOWN_VARIABLES"
+    );
     env.get(name)
         .map(|v| v.trim().to_owned())
         .filter(|v| !v.is_empty())
@@ -358,17 +407,112 @@ impl PolicyConfig {
     }
 }
 
-/// What the authorizer response carries besides the policy.
-#[derive(Debug, Clone)]
+/// The answer HTTP API payload 2.0 events get (`CEDARGATE_RESPONSE`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ResponseMode {
+    /// An IAM policy covering every route (every flavour): right with any authorizer cache.
+    #[default]
+    Policy,
+    /// `{"isAuthorized": …}` for the requested route (HTTP API 2.0 events with simple responses
+    /// enabled); only right when API Gateway's cache is keyed on the route or off, which
+    /// cedargate checks on every event. Other flavours cannot take a simple response and still
+    /// get a policy.
+    Simple,
+}
+
+/// Where `usageIdentifierKey` comes from: a verified claim, optionally mapped to API key
+/// values (`CEDARGATE_USAGE_KEY_CLAIM`, `CEDARGATE_USAGE_KEY_MAP`). Never from the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageKeyConfig {
+    /// The claim naming the caller's key or tier.
+    pub claim: String,
+    /// `claim value → API key value`, in the order written (the first entry an array claim
+    /// contains wins); empty: the claim value is the key itself.
+    pub map: Vec<(String, String)>,
+    /// The key for callers whose claim is missing or not in the map (`*=KEY`).
+    pub fallback: Option<String>,
+}
+
+fn usage_keys(env: &dyn Env) -> Result<Option<UsageKeyConfig>, ConfigError> {
+    const CLAIM: &str = "CEDARGATE_USAGE_KEY_CLAIM";
+    const MAP: &str = "CEDARGATE_USAGE_KEY_MAP";
+    let claim = value(env, CLAIM);
+    let raw_map = value(env, MAP);
+    let Some(claim) = claim else {
+        if raw_map.is_some() {
+            return Err(invalid(
+                MAP,
+                format!("it maps the values of a claim, so `{CLAIM}` must name the claim"),
+            ));
+        }
+        return Ok(None);
+    };
+    let mut map: Vec<(String, String)> = Vec::new();
+    let mut fallback = None;
+    for item in raw_map
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let Some((from, key)) = item.split_once('=') else {
+            return Err(invalid(
+                MAP,
+                "expected `CLAIM_VALUE=API_KEY_VALUE` pairs separated by commas (`*=KEY` for everyone else)",
+            ));
+        };
+        let (from, key) = (from.trim(), key.trim());
+        if from.is_empty() || key.is_empty() || key.chars().any(char::is_whitespace) {
+            return Err(invalid(
+                MAP,
+                format!("the entry for `{from}` needs a claim value and an API key value without spaces"),
+            ));
+        }
+        if from == "*" {
+            if fallback.replace(key.to_owned()).is_some() {
+                return Err(invalid(MAP, "`*` appears twice"));
+            }
+        } else if map.iter().any(|(f, _)| f == from) {
+            return Err(invalid(MAP, format!("`{from}` appears twice")));
+        } else {
+            map.push((from.to_owned(), key.to_owned()));
+        }
+    }
+    if raw_map.is_some() && map.is_empty() && fallback.is_none() {
+        return Err(invalid(MAP, "the map is empty"));
+    }
+    Ok(Some(UsageKeyConfig {
+        claim,
+        map,
+        fallback,
+    }))
+}
+
+/// What the authorizer response carries besides the decision.
+#[derive(Debug, Clone, Default)]
 pub struct ResponseConfig {
-    /// Claims copied into the response `context` (flattened for API Gateway).
+    /// IAM policy or simple responses for HTTP API 2.0 events.
+    pub mode: ResponseMode,
+    /// Claims copied into the response `context` (flattened where API Gateway needs it).
     pub context_claims: Vec<String>,
-    /// The claim whose value becomes `usageIdentifierKey`, when usage plans are in use.
-    pub usage_key_claim: Option<String>,
+    /// Where `usageIdentifierKey` comes from, when usage plans are in use.
+    pub usage_key: Option<UsageKeyConfig>,
 }
 
 impl ResponseConfig {
     pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
+        const MODE: &str = "CEDARGATE_RESPONSE";
+        let mode = match value(env, MODE).as_deref() {
+            None | Some("policy") => ResponseMode::Policy,
+            Some("simple") => ResponseMode::Simple,
+            Some(other) => {
+                return Err(invalid(
+                    MODE,
+                    format!("`{other}` is neither `policy` nor `simple`"),
+                ))
+            }
+        };
         let context_claims = match value(env, "CEDARGATE_CONTEXT_CLAIMS") {
             None => vec!["sub".to_owned(), "scope".to_owned()],
             Some(v) if v == "-" => Vec::new(),
@@ -380,8 +524,9 @@ impl ResponseConfig {
                 .collect(),
         };
         Ok(Self {
+            mode,
             context_claims,
-            usage_key_claim: value(env, "CEDARGATE_USAGE_KEY_CLAIM"),
+            usage_key: usage_keys(env)?,
         })
     }
 }
@@ -473,6 +618,137 @@ mod tests {
         let e = env(&[("CEDARGATE_POLICY_REFRESH_SECONDS", "soon")]);
         let err = PolicyConfig::from_env(&e).unwrap_err().to_string();
         assert!(err.contains("CEDARGATE_POLICY_REFRESH_SECONDS"), "{err}");
+    }
+
+    /// An environment that records every name asked for.
+    #[derive(Default)]
+    struct Recording(
+        std::cell::RefCell<Vec<String>>,
+        BTreeMap<&'static str, &'static str>,
+    );
+
+    impl Env for Recording {
+        fn get(&self, name: &str) -> Option<String> {
+            self.0.borrow_mut().push(name.to_owned());
+            self.1.get(name).map(|v| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn every_variable_the_parser_reads_is_known() {
+        let rec = Recording(
+            Default::default(),
+            env(&[
+                ("CEDARGATE_ISSUER", "https://x/"),
+                ("CEDARGATE_AUDIENCE", "a"),
+                ("CEDARGATE_USAGE_KEY_CLAIM", "tier"),
+                ("CEDARGATE_USAGE_KEY_MAP", "gold=k1"),
+            ]),
+        );
+        Config::from_env(&rec).unwrap();
+        let asked = rec.0.borrow();
+        assert!(asked.len() > 15, "{asked:?}");
+        for name in asked.iter() {
+            assert!(KNOWN_VARIABLES.contains(&name.as_str()), "{name}");
+        }
+        // And the list has no stale names (the CLI reads `CEDARGATE_LOG` itself).
+        for known in KNOWN_VARIABLES.iter().filter(|k| **k != "CEDARGATE_LOG") {
+            assert!(asked.iter().any(|a| a == known), "{known} is never read");
+        }
+        assert_eq!(
+            unknown_variables([
+                "CEDARGATE_ISUER",
+                "CEDARGATE_ISSUER",
+                "HOME",
+                "CEDARGATE_ISUER"
+            ]),
+            vec!["CEDARGATE_ISUER"]
+        );
+    }
+
+    #[test]
+    fn response_mode_is_validated() {
+        let c = ResponseConfig::from_env(&env(&[])).unwrap();
+        assert_eq!(c.mode, ResponseMode::Policy);
+        let c = ResponseConfig::from_env(&env(&[("CEDARGATE_RESPONSE", "simple")])).unwrap();
+        assert_eq!(c.mode, ResponseMode::Simple);
+        let err = ResponseConfig::from_env(&env(&[("CEDARGATE_RESPONSE", "boolean")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("CEDARGATE_RESPONSE") && err.contains("boolean"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn usage_key_map_forms() {
+        let c = ResponseConfig::from_env(&env(&[
+            (
+                "CEDARGATE_USAGE_KEY_CLAIM",
+                "https://cedargate.example/plan",
+            ),
+            (
+                "CEDARGATE_USAGE_KEY_MAP",
+                "gold = key-gold-0123456789, free=key-free-0123456789, *=key-free-0123456789",
+            ),
+        ]))
+        .unwrap();
+        let u = c.usage_key.unwrap();
+        assert_eq!(u.claim, "https://cedargate.example/plan");
+        assert_eq!(
+            u.map,
+            vec![
+                ("gold".to_owned(), "key-gold-0123456789".to_owned()),
+                ("free".to_owned(), "key-free-0123456789".to_owned())
+            ]
+        );
+        assert_eq!(u.fallback.as_deref(), Some("key-free-0123456789"));
+        // The claim alone: its value is the key.
+        let c =
+            ResponseConfig::from_env(&env(&[("CEDARGATE_USAGE_KEY_CLAIM", "api_key")])).unwrap();
+        assert!(c.usage_key.unwrap().map.is_empty());
+        for (vars, needle) in [
+            (
+                vec![("CEDARGATE_USAGE_KEY_MAP", "a=b")],
+                "CEDARGATE_USAGE_KEY_CLAIM",
+            ),
+            (
+                vec![
+                    ("CEDARGATE_USAGE_KEY_CLAIM", "t"),
+                    ("CEDARGATE_USAGE_KEY_MAP", "gold"),
+                ],
+                "pairs",
+            ),
+            (
+                vec![
+                    ("CEDARGATE_USAGE_KEY_CLAIM", "t"),
+                    ("CEDARGATE_USAGE_KEY_MAP", "a=b,a=c"),
+                ],
+                "twice",
+            ),
+            (
+                vec![
+                    ("CEDARGATE_USAGE_KEY_CLAIM", "t"),
+                    ("CEDARGATE_USAGE_KEY_MAP", "a=b c"),
+                ],
+                "spaces",
+            ),
+            (
+                vec![
+                    ("CEDARGATE_USAGE_KEY_CLAIM", "t"),
+                    ("CEDARGATE_USAGE_KEY_MAP", ","),
+                ],
+                "empty",
+            ),
+        ] {
+            let e: BTreeMap<&str, &str> = vars.into_iter().collect();
+            let err = ResponseConfig::from_env(&e).unwrap_err().to_string();
+            assert!(
+                err.contains("CEDARGATE_USAGE_KEY_MAP") && err.contains(needle),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -68,6 +68,77 @@ pub struct AuthzRequest {
     pub headers: BTreeMap<String, String>,
     /// When API Gateway received the request (unix milliseconds), when the event says.
     pub request_time_ms: Option<i64>,
+    /// The route key API Gateway matched (`GET /pets/{petId}`, `$default`, `$connect`), when
+    /// the event says (HTTP APIs, WebSocket).
+    pub route_key: Option<String>,
+    /// What the event shows about how API Gateway caches the answer.
+    pub cache: CacheScope,
+}
+
+/// How far API Gateway reuses a cached answer, as far as the event shows. Only HTTP API 2.0
+/// events carry enough to tell: `identitySource` holds the *values* of the authorizer's
+/// identity sources (not their names), so `$context.routeKey` is recognised by its value, the
+/// route key of the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CacheScope {
+    /// No identity source: API Gateway does not cache (HTTP APIs cache only with one).
+    Uncached,
+    /// The route key is an identity source: one cached answer per route.
+    PerRoute,
+    /// Identity sources without the route key: one cached answer reused for every route.
+    AllRoutes,
+    /// The event does not say (REST, HTTP API 1.0, WebSocket).
+    Unknown,
+}
+
+/// The cache scope of an HTTP API 2.0 event.
+///
+/// The route key counts as an identity source only if it appears among the identity source
+/// values more often than among the values a client chooses (headers, query parameters, path
+/// parameters, cookies): a client who sends `X-Anything: GET /pets` cannot make an authorizer
+/// keyed on `$request.header.X-Anything` look route-keyed.
+fn cache_scope_v2(event: &Value, route_key: Option<&str>) -> CacheScope {
+    let sources: Vec<&str> = match event.get("identitySource") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(_) => return CacheScope::AllRoutes,
+    };
+    if sources.is_empty() {
+        return CacheScope::Uncached;
+    }
+    let Some(key) = route_key.filter(|k| !k.is_empty()) else {
+        return CacheScope::AllRoutes;
+    };
+    let in_sources = sources.iter().filter(|s| **s == key).count();
+    let mut chosen_by_client = 0usize;
+    for field in ["headers", "queryStringParameters", "pathParameters"] {
+        if let Some(Value::Object(m)) = event.get(field) {
+            chosen_by_client += m.values().filter(|v| v.as_str() == Some(key)).count();
+        }
+    }
+    if let Some(Value::Array(cookies)) = event.get("cookies") {
+        chosen_by_client += cookies
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|c| *c == key || c.split_once('=').is_some_and(|(_, v)| v == key))
+            .count();
+    }
+    if in_sources > chosen_by_client {
+        CacheScope::PerRoute
+    } else {
+        CacheScope::AllRoutes
+    }
+}
+
+/// The route key of an event: top level (HTTP API 2.0) or in `requestContext`.
+fn route_key_of(event: &Value) -> Option<String> {
+    event
+        .get("routeKey")
+        .or_else(|| event.get("requestContext").and_then(|c| c.get("routeKey")))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
 }
 
 fn malformed(flavor: &'static str, reason: impl std::fmt::Display) -> EventError {
@@ -148,6 +219,8 @@ impl AuthzRequest {
             user_agent: None,
             headers: BTreeMap::new(),
             request_time_ms: None,
+            route_key: None,
+            cache: CacheScope::Unknown,
         })
     }
 
@@ -164,6 +237,7 @@ impl AuthzRequest {
         let time = extra(&["requestContext", "requestTimeEpoch"]).and_then(|v| v.as_i64());
         let ua = extra(&["requestContext", "identity", "userAgent"])
             .and_then(|v| v.as_str().map(str::to_owned));
+        let route_key = route_key_of(&value);
         let ev: ApiGatewayCustomAuthorizerRequestTypeRequest =
             serde_json::from_value(value.clone()).map_err(|e| malformed(F, e))?;
         let arn_text = ev
@@ -193,6 +267,8 @@ impl AuthzRequest {
             user_agent,
             headers,
             request_time_ms: time,
+            route_key,
+            cache: CacheScope::Unknown,
         })
     }
 
@@ -202,6 +278,7 @@ impl AuthzRequest {
             .get("requestContext")
             .and_then(|c| c.get("timeEpoch").or_else(|| c.get("requestTimeEpoch")))
             .and_then(Value::as_i64);
+        let route_key = route_key_of(&value);
         let ev: ApiGatewayV2CustomAuthorizerV1Request =
             serde_json::from_value(value).map_err(|e| malformed(F, e))?;
         let arn = ev
@@ -221,11 +298,15 @@ impl AuthzRequest {
             user_agent: present(headers.get("user-agent")),
             headers,
             request_time_ms: time,
+            route_key,
+            cache: CacheScope::Unknown,
         })
     }
 
     fn http_v2(value: Value) -> Result<Self, EventError> {
         const F: &str = "HTTP API 2.0";
+        let route_key = route_key_of(&value);
+        let cache = cache_scope_v2(&value, route_key.as_deref());
         let ev: ApiGatewayV2CustomAuthorizerV2Request =
             serde_json::from_value(value).map_err(|e| malformed(F, e))?;
         let arn = ev
@@ -252,6 +333,8 @@ impl AuthzRequest {
                 .or_else(|| present(headers.get("user-agent"))),
             headers,
             request_time_ms: Some(ev.request_context.time_epoch),
+            route_key,
+            cache,
         })
     }
 }
@@ -316,6 +399,54 @@ mod tests {
     }
 
     #[test]
+    fn http_api_2_cache_scope_from_identity_sources() {
+        // The sample without identity sources: API Gateway cannot cache.
+        let v =
+            fixture("example-apigw-v2-custom-authorizer-v2-request-without-identity-source.json");
+        let r = AuthzRequest::from_value(v).unwrap();
+        assert_eq!(r.cache, CacheScope::Uncached);
+        assert_eq!(r.route_key.as_deref(), Some("$default"));
+        // Identity sources without the route key: one answer for every route.
+        let mut v = fixture("example-apigw-v2-custom-authorizer-v2-request.json");
+        assert_eq!(
+            AuthzRequest::from_value(v.clone()).unwrap().cache,
+            CacheScope::AllRoutes
+        );
+        // `$context.routeKey` among them: per route.
+        v["identitySource"] = serde_json::json!(["Bearer x", "$default"]);
+        assert_eq!(
+            AuthzRequest::from_value(v.clone()).unwrap().cache,
+            CacheScope::PerRoute
+        );
+        // A client-chosen header carrying the route key does not count.
+        v["identitySource"] = serde_json::json!(["Bearer x", "GET /pets"]);
+        v["routeKey"] = "GET /pets".into();
+        v["headers"]["x-route"] = "GET /pets".into();
+        assert_eq!(
+            AuthzRequest::from_value(v.clone()).unwrap().cache,
+            CacheScope::AllRoutes
+        );
+        v["identitySource"] = serde_json::json!(["Bearer x", "GET /pets", "GET /pets"]);
+        assert_eq!(
+            AuthzRequest::from_value(v.clone()).unwrap().cache,
+            CacheScope::PerRoute
+        );
+        v["identitySource"] = serde_json::json!(["GET /pets"]);
+        v["headers"].as_object_mut().unwrap().remove("x-route");
+        v["cookies"] = serde_json::json!(["r=GET /pets"]);
+        assert_eq!(
+            AuthzRequest::from_value(v).unwrap().cache,
+            CacheScope::AllRoutes
+        );
+        // Other flavours do not say.
+        let r = AuthzRequest::from_value(fixture(
+            "example-apigw-v2-custom-authorizer-v1-request.json",
+        ))
+        .unwrap();
+        assert_eq!(r.cache, CacheScope::Unknown);
+    }
+
+    #[test]
     fn websocket_event_takes_the_token_from_the_query() {
         let mut v = fixture("example-apigw-v2-custom-authorizer-websocket-request.json");
         v["queryStringParameters"]["token"] = "eyJ.x.y".into();
@@ -324,6 +455,7 @@ mod tests {
         assert_eq!(r.authorization.as_deref(), Some("eyJ.x.y"));
         assert_eq!(r.source_ip.as_deref(), Some("1.2.3.4"));
         assert_eq!(r.request_time_ms, Some(1_655_103_417_249));
+        assert_eq!(r.route_key.as_deref(), Some("$connect"));
     }
 
     #[test]

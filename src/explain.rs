@@ -84,14 +84,13 @@ pub fn explain(
         })
         .collect();
     let target = snapshot.routes.route_resource(&req.arn.resource);
-    let prefix = req.arn.prefix();
-    let shape = snapshot.plan_for(&req.arn.stage).build(
-        &decisions.allowed(),
+    let (plan, base) = snapshot.policy_base(&req.arn, &decisions.allowed());
+    let shape = plan.finish(
+        &base,
         Target {
             resource: &req.arn.resource,
             route: target,
         },
-        prefix.len() + 3,
     );
     Ok(Explanation {
         revision: snapshot.revision().to_owned(),

@@ -12,6 +12,15 @@
 //! nothing a client sends can produce another error. With no valid policy bundle loaded, a
 //! valid token gets a Deny for everything.
 //!
+//! ## One answer per flavour
+//! REST and HTTP API events get the route-wide IAM policy of `iam`. A WebSocket `$connect`
+//! gets a policy naming `{stage}/$connect` alone: it is the only route a WebSocket API
+//! authorizes. With `CEDARGATE_RESPONSE=simple`, HTTP API 2.0 events get the requested route's
+//! decision as `isAuthorized` — unless the event shows identity sources without the route key
+//! (API Gateway would then reuse the answer for every route), which is answered `false` and
+//! logged as `simple_response_refused`. A route key that the schema's route table does not
+//! give for the ARN is logged as `route_mismatch` and, in a simple response, never allowed.
+//!
 //! Caches (warm Lambda, `invoke`, `serve`): verified claims per token until `exp`; decisions
 //! per (bundle, token, caller facts) unless the schema's context uses the time. Both are
 //! bounded and keyed by a hash; tokens are never logged, only a short fingerprint.
@@ -24,11 +33,12 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::claims::{VerifiedClaims, Verifier};
-use crate::config::{JwtConfig, ResponseConfig};
+use crate::config::{JwtConfig, ResponseConfig, ResponseMode};
 use crate::decide::{decide, Detail};
-use crate::event::AuthzRequest;
-use crate::iam::{Base, PolicyDocument, Shape, Target};
-use crate::response::{context, usage_key, PolicyResponse};
+use crate::event::{AuthzRequest, CacheScope, Flavor};
+use crate::iam::{Base, Plan, PolicyDocument, Shape, Target};
+use crate::response::{context, usage_key, ContextShape, PolicyResponse, SimpleResponse};
+use crate::routes::Route;
 use crate::store::{Snapshot, Store};
 use crate::token::UnverifiedJwt;
 
@@ -39,13 +49,31 @@ pub struct Unauthorized;
 
 const CACHE_LIMIT: usize = 10_000;
 
+/// What the response decides: a policy over every route, or the requested route's decision.
+#[derive(Debug)]
+enum Answer {
+    Policy(Shape),
+    Simple(bool),
+}
+
+/// The route key the event says API Gateway matched, when it is not the route the schema's
+/// table gives for the ARN (parameter names aside). `None`: they agree, or the event has none.
+fn route_drift<'a>(req: &'a AuthzRequest, routed: Option<&Route>) -> Option<&'a str> {
+    let key = req.route_key.as_deref()?;
+    let same = match (Route::parse(key), routed) {
+        (Ok(Some(matched)), Some(ours)) => matched.shape() == ours.shape(),
+        _ => false,
+    };
+    (!same).then_some(key)
+}
+
 #[derive(Debug)]
 struct DecisionEntry {
     allowed: Vec<bool>,
     principal: String,
     /// The part of the policy that does not depend on the requested route, computed on first
     /// use (the decision key includes the API and stage, so the ARN prefix is fixed here).
-    base: OnceLock<Base>,
+    base: OnceLock<(Arc<Plan>, Base)>,
 }
 
 /// A bounded map that is cleared when full: simple, and enough for a warm Lambda's working set.
@@ -140,18 +168,18 @@ impl Authorizer {
             }
         };
         let claims = self.verified(&token).await?;
+        let simple = self.simple_responses(&req);
         let Some(snapshot) = self.store.current() else {
             tracing::error!(event = "decision", token = %token.fingerprint(), reason = "no valid policy bundle", "denying everything");
-            return Ok(self.respond(
-                &req,
-                claims.sub(),
-                &claims,
-                &Shape {
+            let answer = if simple {
+                Answer::Simple(false)
+            } else {
+                Answer::Policy(Shape {
                     deny: vec!["*".to_owned()],
                     ..Shape::default()
-                },
-                "none",
-            ));
+                })
+            };
+            return Ok(self.respond(&req, claims.sub(), &claims, &answer, "none"));
         };
         let entry = match self.decisions(&snapshot, &token, &claims, &req) {
             Ok(e) => e,
@@ -161,37 +189,98 @@ impl Authorizer {
             }
         };
         let target_route = snapshot.routes.route_resource(&req.arn.resource);
-        let shape = self.shape(&snapshot, &entry, &req, target_route);
         let allowed = target_route.is_some_and(|r| entry.allowed.get(r).copied().unwrap_or(false));
-        let response = self.respond(&req, &entry.principal, &claims, &shape, snapshot.revision());
-        if !shape.inexact.is_empty() {
-            let names: Vec<&str> = shape
-                .inexact
-                .iter()
-                .filter_map(|r| snapshot.routes.get(*r))
-                .map(|r| r.name.as_str())
-                .collect();
+        let route_name = target_route
+            .and_then(|r| snapshot.routes.get(r))
+            .map_or("-", |r| r.name.as_str());
+        let drift = route_drift(&req, target_route.and_then(|r| snapshot.routes.get(r)));
+        if let Some(key) = drift {
             tracing::warn!(
-                event = "policy_inexpressible",
-                token = %token.fingerprint(),
-                routes = ?names,
-                "these allowed routes cannot be expressed exactly in one IAM policy beside the denied ones; cached answers for them will be 403 (key the authorizer cache on the route, or change the route table)"
+                event = "route_mismatch",
+                arn = %req.arn,
+                route_key = key,
+                route = route_name,
+                "API Gateway matched another route than the schema's route table gives for this ARN: the API and the bundle have drifted apart"
             );
         }
+        let answer = if simple {
+            if req.cache == CacheScope::AllRoutes {
+                tracing::error!(
+                    event = "simple_response_refused",
+                    token = %token.fingerprint(),
+                    arn = %req.arn,
+                    "CEDARGATE_RESPONSE=simple, but the authorizer's identity sources do not include $context.routeKey: API Gateway would reuse this one answer for every route, so it is false. Add $context.routeKey to the identity sources, or remove the identity sources, or use CEDARGATE_RESPONSE=policy"
+                );
+                Answer::Simple(false)
+            } else {
+                // A route the schema's table does not agree on is never allowed.
+                Answer::Simple(allowed && drift.is_none())
+            }
+        } else if req.flavor == Flavor::WebSocket {
+            // A WebSocket API calls the authorizer for `$connect` only: the policy names that one
+            // resource (`{stage}/*/*` would not match it, and nothing else needs an answer).
+            let resource = vec![req.arn.resource.clone()];
+            Answer::Policy(if allowed {
+                Shape {
+                    allow_exact: resource,
+                    ..Shape::default()
+                }
+            } else {
+                Shape {
+                    deny_exact: resource,
+                    ..Shape::default()
+                }
+            })
+        } else {
+            Answer::Policy(self.shape(&snapshot, &entry, &req, target_route))
+        };
+        let response = self.respond(
+            &req,
+            &entry.principal,
+            &claims,
+            &answer,
+            snapshot.revision(),
+        );
+        let (allows, denies) = match &answer {
+            Answer::Policy(shape) => {
+                if !shape.inexact.is_empty() {
+                    let names: Vec<&str> = shape
+                        .inexact
+                        .iter()
+                        .filter_map(|r| snapshot.routes.get(*r))
+                        .map(|r| r.name.as_str())
+                        .collect();
+                    tracing::warn!(
+                        event = "policy_inexpressible",
+                        token = %token.fingerprint(),
+                        routes = ?names,
+                        "these allowed routes cannot be expressed exactly in one IAM policy beside the denied ones; cached answers for them will be 403 (key the authorizer cache on the route, or change the route table)"
+                    );
+                }
+                (shape.allow.len(), shape.deny.len())
+            }
+            Answer::Simple(_) => (0, 0),
+        };
         tracing::info!(
             event = "decision",
             token = %token.fingerprint(),
             principal = %entry.principal,
             arn = %req.arn,
-            route = target_route.and_then(|r| snapshot.routes.get(r)).map_or("-", |r| r.name.as_str()),
+            route = route_name,
             allowed,
+            response = if simple { "simple" } else { "policy" },
             revision = %snapshot.revision(),
-            allows = shape.allow.len(),
-            denies = shape.deny.len(),
+            allows,
+            denies,
             micros = started.elapsed().as_micros() as u64,
             "decision"
         );
         Ok(response)
+    }
+
+    /// Whether this event gets a simple response: only HTTP API 2.0 events can take one.
+    fn simple_responses(&self, req: &AuthzRequest) -> bool {
+        self.response.mode == ResponseMode::Simple && req.flavor == Flavor::HttpV2
     }
 
     async fn verified(&self, token: &UnverifiedJwt) -> Result<Arc<VerifiedClaims>, Unauthorized> {
@@ -282,12 +371,9 @@ impl Authorizer {
         req: &AuthzRequest,
         target: Option<usize>,
     ) -> Shape {
-        let plan = snapshot.plan_for(&req.arn.stage);
-        // What a resource costs besides its pattern: the prefix and JSON quoting.
-        let overhead = req.arn.partition.len() + req.arn.stage.len() + 26;
-        let base = entry
+        let (plan, base) = entry
             .base
-            .get_or_init(|| plan.base(&entry.allowed, overhead));
+            .get_or_init(|| snapshot.policy_base(&req.arn, &entry.allowed));
         plan.finish(
             base,
             Target {
@@ -302,16 +388,43 @@ impl Authorizer {
         req: &AuthzRequest,
         principal: &str,
         claims: &VerifiedClaims,
-        shape: &Shape,
+        answer: &Answer,
         revision: &str,
     ) -> Value {
-        let doc = PolicyDocument::from_shape(shape, &req.arn);
-        let response = PolicyResponse {
-            principal_id: principal.to_owned(),
-            policy_document: doc,
-            context: context(claims, &self.response.context_claims, principal, revision),
-            usage_identifier_key: usage_key(claims, self.response.usage_key_claim.as_deref()),
+        // Payload 2.0 passes arrays and objects in `context` through; the others need it flat.
+        let shape = if req.flavor == Flavor::HttpV2 {
+            ContextShape::Nested
+        } else {
+            ContextShape::Flat
         };
-        serde_json::to_value(response).unwrap_or(Value::Null)
+        let context = context(
+            claims,
+            &self.response.context_claims,
+            principal,
+            revision,
+            shape,
+        );
+        let value = match answer {
+            Answer::Simple(is_authorized) => serde_json::to_value(SimpleResponse {
+                is_authorized: *is_authorized,
+                context,
+            }),
+            Answer::Policy(shape) => {
+                // Usage plans exist for REST and WebSocket APIs only; HTTP APIs have none.
+                let usage_identifier_key = match req.flavor {
+                    Flavor::Token | Flavor::Request | Flavor::WebSocket => {
+                        usage_key(claims, self.response.usage_key.as_ref())
+                    }
+                    Flavor::HttpV1 | Flavor::HttpV2 => None,
+                };
+                serde_json::to_value(PolicyResponse {
+                    principal_id: principal.to_owned(),
+                    policy_document: PolicyDocument::from_shape(shape, &req.arn),
+                    context,
+                    usage_identifier_key,
+                })
+            }
+        };
+        value.unwrap_or(Value::Null)
     }
 }

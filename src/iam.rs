@@ -14,11 +14,15 @@
 //!
 //! ## The model
 //! A resource is seen as a sequence of symbols: the verb, then the path segments (`GET/` is the
-//! root path, `$connect` the WebSocket connect route). A pattern is a sequence of literal
+//! root path); or one route key without a verb: `$connect` (the WebSocket connect route) and
+//! `$default` (an HTTP API's catch-all route, which API Gateway may name either way). A pattern is a sequence of literal
 //! symbols and `*`s, where a `*` between slashes matches one or more whole symbols. (Route
 //! literals cannot contain `/`, `*` or `?`, and a `*` that matches an empty string between two
 //! slashes matches an empty symbol, so this is exactly IAM's character-level matching.)
-//! Every route is split into *virtual routes*, one per verb it serves (`ANY` gives seven).
+//! Every route is split into *virtual routes*, one per verb it serves (`ANY` gives seven). The
+//! `$default` route has a virtual route for its route-key resource and, per verb, one for the
+//! root path and one for every deeper path that no other route takes (a `{proxy+}` of lowest
+//! precedence): whichever form the ARN takes, the policy answers it exactly.
 //!
 //! At load, for a fixed set of candidate patterns (each route's own pattern, per-verb subtree
 //! patterns, deeper patterns for `{proxy+}` routes), [`Plan::new`] computes which virtual routes
@@ -46,7 +50,9 @@ use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use serde::Serialize;
 
 use crate::arn::MethodArn;
-use crate::routes::{Method, RouteId, RouteKind, RouteTable, Segment, METHODS, WEBSOCKET_CONNECT};
+use crate::routes::{
+    Method, RouteId, RouteKind, RouteTable, Segment, HTTP_DEFAULT, METHODS, WEBSOCKET_CONNECT,
+};
 
 /// A symbol no literal can equal: stands for "any other value" in generic paths.
 const FRESH: &str = "\u{0}";
@@ -179,7 +185,7 @@ struct Candidate {
 /// What a request needs from the builder besides the decisions.
 #[derive(Clone, Copy, Debug)]
 pub struct Target<'a> {
-    /// The part of the method ARN after `{stage}/` (`GET/pets/42`, `$connect`).
+    /// The part of the method ARN after `{stage}/` (`GET/pets/42`, `$connect`, `$default`).
     pub resource: &'a str,
     /// The route that resource is sent to, when the route table has one.
     pub route: Option<RouteId>,
@@ -188,7 +194,8 @@ pub struct Target<'a> {
 /// The Allow and Deny patterns of a policy, relative to `arn:…:{api}/{stage}/`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Shape {
-    /// Patterns, written after `arn:…:execute-api:*/{stage}/`.
+    /// Patterns, written after `arn:…:execute-api:*/{stage}/`, or after the full
+    /// `arn:…:{api}/{stage}/` when `full_prefix` is set.
     pub allow: Vec<String>,
     pub deny: Vec<String>,
     /// Exact resources (the requested one), written after the full `arn:…:{api}/{stage}/`.
@@ -196,6 +203,8 @@ pub struct Shape {
     pub deny_exact: Vec<String>,
     /// Allowed routes the policy could not allow exactly (left out: never over-allowed).
     pub inexact: Vec<RouteId>,
+    /// The patterns come from a [`Plan::full_prefix`] analysis.
+    pub full_prefix: bool,
 }
 
 /// The requested-route-independent part of a caller's policy ([`Plan::base`]).
@@ -210,6 +219,7 @@ pub struct Base {
     inexact: Vec<RouteId>,
     /// `Some(true)`: everything allowed; `Some(false)`: nothing.
     everything: Option<bool>,
+    full_prefix: bool,
     allowed: BitSet,
     routes: Vec<bool>,
 }
@@ -224,6 +234,8 @@ impl Base {
 /// Everything about a route table that does not depend on the caller: computed once at load.
 #[derive(Clone, Debug)]
 pub struct Plan {
+    /// Patterns are written after the full ARN prefix, so they cannot spill (see `spills`).
+    full_prefix: bool,
     vrs: Vec<VirtualRoute>,
     candidates: Vec<Candidate>,
     /// For each virtual route, the candidates that cover it (cheapest first).
@@ -294,6 +306,23 @@ impl Plan {
     /// The analysis for one stage name (see [`Plan::stage_is_special`]); `None` stands for
     /// any stage that equals no route literal.
     pub fn with_stage(table: &RouteTable, stage: Option<&str>) -> Self {
+        Self::analyse(table, stage, false)
+    }
+
+    /// The analysis for patterns written after the full `arn:…:{api}/{stage}/`: 30-odd bytes
+    /// more per resource, but no pattern can reach past the API id, so some decision
+    /// combinations beside a `{proxy+}` route become expressible that are not with the short
+    /// prefix. Used for callers the short prefix cannot serve exactly.
+    pub fn full_prefix(table: &RouteTable) -> Self {
+        Self::analyse(table, None, true)
+    }
+
+    /// Whether this analysis is for the full ARN prefix.
+    pub fn is_full_prefix(&self) -> bool {
+        self.full_prefix
+    }
+
+    fn analyse(table: &RouteTable, stage: Option<&str>, full_prefix: bool) -> Self {
         let stage_symbol = stage.unwrap_or(STAGE).to_owned();
         let max_len = table
             .routes()
@@ -309,13 +338,30 @@ impl Plan {
         for (id, route) in table.routes().iter().enumerate() {
             let verbs: Vec<Method> = match &route.kind {
                 RouteKind::WebSocketConnect => {
-                    let template = vec![TTok::Lit(WEBSOCKET_CONNECT.to_owned())];
-                    let instances = vec![vec![WEBSOCKET_CONNECT.to_owned()]];
-                    vrs.push(VirtualRoute {
-                        route: id,
-                        template,
-                        instances,
-                    });
+                    vrs.push(route_key_vr(id, WEBSOCKET_CONNECT));
+                    continue;
+                }
+                RouteKind::HttpDefault => {
+                    vrs.push(route_key_vr(id, HTTP_DEFAULT));
+                    // The requests it receives: whatever no other route takes, at the root
+                    // and below it.
+                    for verb in Method::all() {
+                        let verb = TTok::Lit(verb.as_str().to_owned());
+                        for last in [TTok::Lit(String::new()), TTok::Proxy] {
+                            let template = vec![verb.clone(), last];
+                            let instances: Vec<Vec<String>> = generic_instances(&template, bound)
+                                .into_iter()
+                                .filter(|p| table.route_symbols(&symbols(p)) == Some(id))
+                                .collect();
+                            if !instances.is_empty() {
+                                vrs.push(VirtualRoute {
+                                    route: id,
+                                    template,
+                                    instances,
+                                });
+                            }
+                        }
+                    }
                     continue;
                 }
                 RouteKind::Http { method, .. } => {
@@ -386,7 +432,7 @@ impl Plan {
                 add(sub);
             }
             if let Some((Tok::Lit(verb), rest)) = own.split_first() {
-                if verb != WEBSOCKET_CONNECT {
+                if verb != WEBSOCKET_CONNECT && verb != HTTP_DEFAULT {
                     verbs_by_path
                         .entry(rest.to_vec())
                         .or_default()
@@ -406,10 +452,11 @@ impl Plan {
         for cand in &mut candidates {
             for (vi, vr) in vrs.iter().enumerate() {
                 // A spill needs a path position that can hold the stage name.
-                let wild = vr.template.iter().any(|t| match t {
-                    TTok::Param | TTok::Proxy => true,
-                    TTok::Lit(l) => *l == stage_symbol,
-                });
+                let wild = !full_prefix
+                    && vr.template.iter().any(|t| match t {
+                        TTok::Param | TTok::Proxy => true,
+                        TTok::Lit(l) => *l == stage_symbol,
+                    });
                 if literal_prefix_disagrees(&cand.toks, &vr.template) {
                     if wild && spills(&cand.toks, vr, table, bound, &stage_symbol) {
                         cand.hit.insert(vi);
@@ -441,6 +488,7 @@ impl Plan {
         }
 
         Plan {
+            full_prefix,
             vrs,
             candidates,
             cover_index,
@@ -489,6 +537,7 @@ impl Plan {
             denied_covered: BitSet::new(n),
             inexact: Vec::new(),
             everything: None,
+            full_prefix: self.full_prefix,
             allowed,
             routes: allowed_routes.to_vec(),
         };
@@ -692,6 +741,7 @@ impl Plan {
             Some(false) => {
                 return Shape {
                     deny: vec!["*".to_owned()],
+                    full_prefix: base.full_prefix,
                     ..Shape::default()
                 }
             }
@@ -704,6 +754,7 @@ impl Plan {
                     } else {
                         Vec::new()
                     },
+                    full_prefix: base.full_prefix,
                     ..Shape::default()
                 };
             }
@@ -713,6 +764,7 @@ impl Plan {
         let mut shape = Shape {
             allow: base.allow.clone(),
             inexact: base.inexact.clone(),
+            full_prefix: base.full_prefix,
             ..Shape::default()
         };
         let target_vrs: Vec<usize> = self
@@ -758,6 +810,15 @@ impl Plan {
         }
         shape.deny = deny.into_iter().collect();
         shape
+    }
+}
+
+/// The virtual route of a route named by its key alone (`$connect`, `$default`): one resource.
+fn route_key_vr(route: RouteId, key: &str) -> VirtualRoute {
+    VirtualRoute {
+        route,
+        template: vec![TTok::Lit(key.to_owned())],
+        instances: vec![vec![key.to_owned()]],
     }
 }
 
@@ -926,7 +987,7 @@ impl PolicyDocument {
     /// already a wildcard, so there the full prefix is kept for patterns too.
     pub fn from_shape(shape: &Shape, arn: &MethodArn) -> Self {
         let exact = arn.prefix();
-        let patterns = if arn.stage == "*" {
+        let patterns = if arn.stage == "*" || shape.full_prefix {
             exact.clone()
         } else {
             format!("arn:{}:execute-api:*/{}/", arn.partition, arn.stage)
@@ -1022,8 +1083,21 @@ mod tests {
     }
 
     fn shape_for(names: &[&str], allowed: &[&str], resource: &str) -> Shape {
+        shape_in(Plan::new, names, allowed, resource)
+    }
+
+    fn full_shape_for(names: &[&str], allowed: &[&str], resource: &str) -> Shape {
+        shape_in(Plan::full_prefix, names, allowed, resource)
+    }
+
+    fn shape_in(
+        analyse: fn(&RouteTable) -> Plan,
+        names: &[&str],
+        allowed: &[&str],
+        resource: &str,
+    ) -> Shape {
         let t = table(names);
-        let plan = Plan::new(&t);
+        let plan = analyse(&t);
         let decisions: Vec<bool> = t
             .routes()
             .iter()
@@ -1093,6 +1167,38 @@ mod tests {
             shape(&["GET /a", "GET /b"], &["GET /a", "GET /b"]).allow,
             vec!["*"]
         );
+    }
+
+    #[test]
+    fn default_route_is_answered_in_both_forms() {
+        let names = ["GET /pets", "$default"];
+        // Only the catch-all allowed: everything but the one explicit route. With the short
+        // prefix, a Deny for `GET/pets` would also match `POST/a/{stage}/GET/pets`, which the
+        // catch-all receives: not expressible, so the full prefix serves this caller.
+        let s = shape_for(&names, &["$default"], "$default");
+        assert_eq!(s.inexact, vec![1], "{s:?}");
+        assert!(!s.allow.contains(&"*".to_owned()), "{s:?}");
+        let s = full_shape_for(&names, &["$default"], "$default");
+        assert_eq!(
+            (s.allow.clone(), s.deny.clone()),
+            (vec!["*".to_owned()], vec!["GET/pets".to_owned()])
+        );
+        assert!(s.inexact.is_empty() && s.full_prefix);
+        // Only the explicit route allowed: the catch-all is denied, here by its route key
+        // (again only with the full prefix: `GET/pets` would reach `GET/a/{stage}/GET/pets`).
+        assert_eq!(
+            shape_for(&names, &["GET /pets"], "$default").inexact,
+            vec![0]
+        );
+        let s = full_shape_for(&names, &["GET /pets"], "$default");
+        assert_eq!(s.allow, vec!["GET/pets".to_owned()], "{s:?}");
+        assert!(s.deny.contains(&"$default".to_owned()), "{s:?}");
+        // An allowed catch-all beside a denied `{param}` route cannot be exact under `GET`
+        // (`GET/pets/*` would also deny `GET/pets/a/b`): left out, never over-allowed.
+        let s = shape_for(&["GET /pets/{id}", "$default"], &["$default"], "$default");
+        assert_eq!(s.inexact, vec![1]);
+        assert!(!s.allow.contains(&"*".to_owned()), "{s:?}");
+        assert!(s.allow.contains(&"$default".to_owned()), "{s:?}");
     }
 
     #[test]

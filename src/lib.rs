@@ -22,6 +22,7 @@ pub mod handler;
 
 pub mod explain;
 pub mod policy_tests;
+pub mod template;
 
 pub mod store;
 
@@ -33,6 +34,15 @@ use std::sync::Arc;
 
 /// Builds the authorizer from configuration: key store, verifier, policy store.
 pub async fn build_authorizer(config: &config::Config) -> Result<handler::Authorizer, String> {
+    for name in
+        config::unknown_variables(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()))
+    {
+        tracing::warn!(
+            event = "unknown_variable",
+            variable = %name,
+            "`{name}` is set but cedargate does not read it (a misspelt setting keeps its default)"
+        );
+    }
     let keys = jwks::KeyStore::new(&config.jwt)
         .await
         .map_err(|e| e.to_string())?;

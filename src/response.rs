@@ -1,20 +1,28 @@
-//! Response: the IAM policy and the caller's facts → what API Gateway expects back.
+//! Response: the decision and the caller's facts → what API Gateway expects back.
 //!
-//! Stage: last. Input: the principal id, a [`PolicyDocument`], verified claims and settings.
-//! Output: the authorizer response JSON.
+//! Stage: last. Input: the principal id, a [`PolicyDocument`] (or the requested route's
+//! decision, for simple responses), verified claims and settings. Output: the authorizer
+//! response JSON, in the shape the event's flavour needs (see `docs/flavours.md`):
 //!
-//! Invariants: `context` is flat — strings, numbers and booleans only (API Gateway answers 500
-//! for anything else), so arrays and objects are carried as JSON text; no field is ever `null`
-//! (absent fields are left out).
+//! - REST (`TOKEN`, `REQUEST`), HTTP API 1.0, WebSocket: [`PolicyResponse`] with a flat
+//!   `context` — strings, numbers and booleans only (API Gateway answers 500 for anything else
+//!   there), so arrays and objects are carried as JSON text.
+//! - HTTP API 2.0: [`PolicyResponse`], or [`SimpleResponse`] when simple responses are on; the
+//!   `context` keeps arrays and objects as they are (payload 2.0 passes them through).
+//!
+//! Invariants: no field is ever `null` (absent fields are left out, nulls inside arrays and
+//! objects are dropped); `usageIdentifierKey` comes from verified claims and configuration only,
+//! never from the request, and only in flavours whose APIs have usage plans (REST, WebSocket).
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::claims::VerifiedClaims;
+use crate::config::UsageKeyConfig;
 use crate::iam::PolicyDocument;
 
-/// An authorizer response with an IAM policy (REST APIs, HTTP API payload 1.0 and 2.0 with
-/// simple responses off, WebSocket).
+/// An authorizer response with an IAM policy (REST APIs, HTTP API payload 1.0, HTTP API 2.0
+/// with simple responses off, WebSocket).
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyResponse {
@@ -26,13 +34,47 @@ pub struct PolicyResponse {
     pub usage_identifier_key: Option<String>,
 }
 
-/// A claim value as API Gateway can carry it in `context`: scalars as they are, arrays and
-/// objects as their JSON text, `null` left out.
+/// An HTTP API 2.0 simple response: the decision for the requested route only.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SimpleResponse {
+    pub is_authorized: bool,
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    pub context: Map<String, Value>,
+}
+
+/// How `context` values may look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContextShape {
+    /// Strings, numbers and booleans only (REST, HTTP API 1.0, WebSocket).
+    Flat,
+    /// Arrays and objects allowed too (HTTP API 2.0).
+    Nested,
+}
+
+/// A claim value as API Gateway can carry it in a flat `context`: scalars as they are, arrays
+/// and objects as their JSON text, `null` left out.
 pub fn flat_value(v: &Value) -> Option<Value> {
     match v {
         Value::Null => None,
         Value::Bool(_) | Value::Number(_) | Value::String(_) => Some(v.clone()),
         Value::Array(_) | Value::Object(_) => Some(Value::String(v.to_string())),
+    }
+}
+
+/// A claim value for a nested (HTTP API 2.0) `context`: as it is, without nulls anywhere.
+pub fn nested_value(v: &Value) -> Option<Value> {
+    match v {
+        Value::Null => None,
+        Value::Bool(_) | Value::Number(_) | Value::String(_) => Some(v.clone()),
+        Value::Array(items) => Some(Value::Array(
+            items.iter().filter_map(nested_value).collect(),
+        )),
+        Value::Object(map) => Some(Value::Object(
+            map.iter()
+                .filter_map(|(k, v)| nested_value(v).map(|v| (k.clone(), v)))
+                .collect(),
+        )),
     }
 }
 
@@ -42,10 +84,15 @@ pub fn context(
     wanted: &[String],
     principal: &str,
     revision: &str,
+    shape: ContextShape,
 ) -> Map<String, Value> {
     let mut out = Map::new();
     for name in wanted {
-        if let Some(v) = claims.get(name).and_then(flat_value) {
+        let value = claims.get(name).and_then(|v| match shape {
+            ContextShape::Flat => flat_value(v),
+            ContextShape::Nested => nested_value(v),
+        });
+        if let Some(v) = value {
             out.insert(name.clone(), v);
         }
     }
@@ -57,14 +104,41 @@ pub fn context(
     out
 }
 
-/// The usage plan key from a claim: a string (or number) claim, never anything the client
-/// chooses in the request.
-pub fn usage_key(claims: &VerifiedClaims, claim: Option<&str>) -> Option<String> {
-    match claims.get(claim?)? {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
+/// The usage plan key (`usageIdentifierKey`) from verified claims, never from anything the
+/// client chooses in the request.
+///
+/// Without a map, the claim's value is the API key value (a string, or a number as text):
+/// per-caller keys provisioned in the identity provider. With a map, the claim's value (or, for
+/// an array claim such as roles, the first map entry the array contains) selects an API key
+/// value: per-tier keys. `*=KEY` in the map covers callers without a matching value; without it
+/// they get no key (and API Gateway refuses methods that require one with 403).
+pub fn usage_key(claims: &VerifiedClaims, cfg: Option<&UsageKeyConfig>) -> Option<String> {
+    let cfg = cfg?;
+    let claim = claims.get(&cfg.claim);
+    if cfg.map.is_empty() {
+        let own = match claim {
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        return own.or_else(|| cfg.fallback.clone());
+    }
+    let text = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
-    }
+    };
+    let values: Vec<String> = match claim {
+        Some(Value::Array(items)) => items.iter().filter_map(text).collect(),
+        Some(v) => text(v).into_iter().collect(),
+        None => Vec::new(),
+    };
+    let mapped = cfg
+        .map
+        .iter()
+        .find(|(from, _)| values.contains(from))
+        .map(|(_, key)| key.clone());
+    mapped.or_else(|| cfg.fallback.clone())
 }
 
 #[cfg(test)]
@@ -97,6 +171,96 @@ mod tests {
         assert!(
             !text.contains("null") && !text.contains("context") && !text.contains("usage"),
             "{text}"
+        );
+        let r = SimpleResponse {
+            is_authorized: false,
+            context: Map::new(),
+        };
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"isAuthorized":false}"#
+        );
+    }
+
+    #[test]
+    fn nested_context_keeps_arrays_and_maps_without_nulls() {
+        assert_eq!(
+            nested_value(&json!({"a": [1, null, "x"], "b": null, "c": {"d": true}})),
+            Some(json!({"a": [1, "x"], "c": {"d": true}}))
+        );
+        assert_eq!(nested_value(&json!(null)), None);
+        let claims = VerifiedClaims::from_trusted_json(json!({
+            "sub": "u", "iss": "i", "exp": 1, "roles": ["reader", "editor"]
+        }))
+        .unwrap();
+        let wanted = vec!["roles".to_owned(), "missing".to_owned()];
+        let flat = context(&claims, &wanted, "u", "rev", ContextShape::Flat);
+        assert_eq!(flat["roles"], json!("[\"reader\",\"editor\"]"));
+        let nested = context(&claims, &wanted, "u", "rev", ContextShape::Nested);
+        assert_eq!(nested["roles"], json!(["reader", "editor"]));
+        assert!(!nested.contains_key("missing"));
+    }
+
+    #[test]
+    fn usage_keys_come_from_claims_and_the_map() {
+        let claims = |extra: Value| {
+            let mut c = json!({"sub": "u", "iss": "i", "exp": 1});
+            for (k, v) in extra.as_object().unwrap() {
+                c[k] = v.clone();
+            }
+            VerifiedClaims::from_trusted_json(c).unwrap()
+        };
+        let own = UsageKeyConfig {
+            claim: "api_key".into(),
+            map: vec![],
+            fallback: None,
+        };
+        assert_eq!(
+            usage_key(&claims(json!({"api_key": "k-123"})), Some(&own)).as_deref(),
+            Some("k-123")
+        );
+        assert_eq!(
+            usage_key(&claims(json!({"api_key": 42})), Some(&own)).as_deref(),
+            Some("42")
+        );
+        assert_eq!(usage_key(&claims(json!({"api_key": ""})), Some(&own)), None);
+        assert_eq!(
+            usage_key(&claims(json!({"api_key": ["a"]})), Some(&own)),
+            None
+        );
+        assert_eq!(usage_key(&claims(json!({})), None), None);
+        let tiers = UsageKeyConfig {
+            claim: "roles".into(),
+            map: vec![
+                ("admin".into(), "K-ADMIN".into()),
+                ("reader".into(), "K-READ".into()),
+            ],
+            fallback: Some("K-FREE".into()),
+        };
+        // Map order decides among several matching values.
+        assert_eq!(
+            usage_key(&claims(json!({"roles": ["reader", "admin"]})), Some(&tiers)).as_deref(),
+            Some("K-ADMIN")
+        );
+        assert_eq!(
+            usage_key(&claims(json!({"roles": "reader"})), Some(&tiers)).as_deref(),
+            Some("K-READ")
+        );
+        assert_eq!(
+            usage_key(&claims(json!({"roles": ["guest"]})), Some(&tiers)).as_deref(),
+            Some("K-FREE")
+        );
+        assert_eq!(
+            usage_key(&claims(json!({})), Some(&tiers)).as_deref(),
+            Some("K-FREE")
+        );
+        let strict = UsageKeyConfig {
+            fallback: None,
+            ..tiers
+        };
+        assert_eq!(
+            usage_key(&claims(json!({"roles": ["guest"]})), Some(&strict)),
+            None
         );
     }
 }

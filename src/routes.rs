@@ -8,7 +8,8 @@
 //! Invariants:
 //! - A route name is an HTTP API route key: an upper-case verb or `ANY`, one space, and a path
 //!   template (`/`, or `/`-separated segments; `{param}` is one segment, `{proxy+}` one or more
-//!   and only last). `$connect` is the WebSocket connect route.
+//!   and only last). `$connect` is the WebSocket connect route; `$default` is an HTTP API's
+//!   catch-all route, which receives every request that no other route matches.
 //! - Literal segments never contain characters that IAM treats as wildcards (`*`, `?`) or policy
 //!   variables (`$`), so a template turned into an ARN pattern means what it says.
 //! - Two routes that API Gateway could not tell apart (same verb, same template up to parameter
@@ -17,7 +18,12 @@
 //!   segment beats `{param}`, which beats `{proxy+}`; among routes on the same template an explicit
 //!   verb beats `ANY`. A route that matches the path but not the verb is skipped, as HTTP APIs do.
 //!   Parameters match any segment value, including an empty one; the path `/` is matched only by
-//!   the route `/`.
+//!   the route `/`. A request no route matches goes to `$default` when the table has one.
+//!
+//! Execute-api resources name a request as `VERB/path` (REST, HTTP API, the routes of an HTTP
+//! API's `$default` route as well), or by a route key without a verb: `$connect` (WebSocket) and
+//! `$default` (the resource API Gateway may name the HTTP API catch-all route by). Both forms
+//! are routed here, so the IAM analysis covers both.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -27,6 +33,9 @@ pub const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD",
 
 /// The WebSocket connect route: the only WebSocket route that calls an authorizer.
 pub const WEBSOCKET_CONNECT: &str = "$connect";
+
+/// The HTTP API catch-all route: it receives every request no other route matches.
+pub const HTTP_DEFAULT: &str = "$default";
 
 /// One HTTP method, as an index into [`METHODS`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -93,6 +102,8 @@ pub enum RouteKind {
         segments: Vec<Segment>,
     },
     WebSocketConnect,
+    /// HTTP API `$default`: every verb and path that no other route receives.
+    HttpDefault,
 }
 
 /// A route of the API: one Cedar action.
@@ -136,12 +147,17 @@ fn param_name_ok(s: &str) -> bool {
 
 impl Route {
     /// Parses an action name. `Ok(None)`: not a route (an action group such as `read`), which is
-    /// any name without a space that is not `$connect`.
+    /// any name without a space that is not `$connect` or `$default`.
     pub fn parse(name: &str) -> Result<Option<Route>, RouteError> {
-        if name == WEBSOCKET_CONNECT {
+        let special = match name {
+            WEBSOCKET_CONNECT => Some(RouteKind::WebSocketConnect),
+            HTTP_DEFAULT => Some(RouteKind::HttpDefault),
+            _ => None,
+        };
+        if let Some(kind) = special {
             return Ok(Some(Route {
                 name: name.to_owned(),
-                kind: RouteKind::WebSocketConnect,
+                kind,
             }));
         }
         let Some((verb, path)) = name.split_once(' ') else {
@@ -170,11 +186,38 @@ impl Route {
         }))
     }
 
-    /// The segments of an HTTP route (empty for `/` and for `$connect`).
+    /// The segments of an HTTP route (empty for `/`, `$connect` and `$default`).
     pub fn segments(&self) -> &[Segment] {
         match &self.kind {
             RouteKind::Http { segments, .. } => segments,
-            RouteKind::WebSocketConnect => &[],
+            RouteKind::WebSocketConnect | RouteKind::HttpDefault => &[],
+        }
+    }
+
+    /// What API Gateway compares to tell routes apart: the verb and the template with parameter
+    /// names left out (`GET /pets/{}`), or the route key itself (`$connect`, `$default`).
+    pub fn shape(&self) -> String {
+        match &self.kind {
+            RouteKind::WebSocketConnect | RouteKind::HttpDefault => self.name.clone(),
+            RouteKind::Http { method, segments } => {
+                let verb = match method {
+                    RouteMethod::One(m) => m.as_str(),
+                    RouteMethod::Any => "ANY",
+                };
+                let mut path = String::new();
+                for seg in segments {
+                    path.push('/');
+                    match seg {
+                        Segment::Literal(l) => path.push_str(l),
+                        Segment::Param(_) => path.push_str("{}"),
+                        Segment::Proxy(_) => path.push_str("{+}"),
+                    }
+                }
+                if path.is_empty() {
+                    path.push('/');
+                }
+                format!("{verb} {path}")
+            }
         }
     }
 }
@@ -271,6 +314,7 @@ pub struct RouteTable {
     routes: Vec<Route>,
     root: Node,
     connect: Option<RouteId>,
+    default: Option<RouteId>,
 }
 
 impl RouteTable {
@@ -280,11 +324,13 @@ impl RouteTable {
             routes: Vec::new(),
             root: Node::default(),
             connect: None,
+            default: None,
         };
         for route in routes {
             let id = table.routes.len();
             let existing = match &route.kind {
                 RouteKind::WebSocketConnect => table.connect.replace(id),
+                RouteKind::HttpDefault => table.default.replace(id),
                 RouteKind::Http { method, segments } => {
                     let mut node = &mut table.root;
                     let mut proxy = false;
@@ -352,11 +398,13 @@ impl RouteTable {
     /// Routes a path given without its leading `/` (as in a method ARN): `""` is the root,
     /// `"/x"` is an empty segment followed by `x`.
     fn route_relative(&self, method: Method, rel: &str) -> Option<RouteId> {
-        if rel.is_empty() {
-            return self.root.methods.get(method);
-        }
-        let segs: Vec<&str> = rel.split('/').collect();
-        find(&self.root, &segs, method)
+        let found = if rel.is_empty() {
+            self.root.methods.get(method)
+        } else {
+            let segs: Vec<&str> = rel.split('/').collect();
+            find(&self.root, &segs, method)
+        };
+        found.or(self.default)
     }
 
     /// The WebSocket `$connect` route, when the schema has one.
@@ -364,11 +412,18 @@ impl RouteTable {
         self.connect
     }
 
+    /// The HTTP API `$default` route, when the schema has one.
+    pub fn default_route(&self) -> Option<RouteId> {
+        self.default
+    }
+
     /// The route for the part of an execute-api resource after `{stage}/`: `GET/pets/42`,
-    /// `GET/` (the root path) or `$connect`.
+    /// `GET/` (the root path), `$connect` or `$default`.
     pub fn route_resource(&self, resource: &str) -> Option<RouteId> {
-        if resource == WEBSOCKET_CONNECT {
-            return self.connect;
+        match resource {
+            WEBSOCKET_CONNECT => return self.connect,
+            HTTP_DEFAULT => return self.default,
+            _ => {}
         }
         let (verb, rel) = resource.split_once('/')?;
         self.route_relative(Method::parse(verb)?, rel)
@@ -379,8 +434,15 @@ impl RouteTable {
     pub fn route_symbols(&self, symbols: &[&str]) -> Option<RouteId> {
         match symbols {
             [single] if *single == WEBSOCKET_CONNECT => self.connect,
-            [verb, ""] => self.root.methods.get(Method::parse(verb)?),
-            [verb, rest @ ..] if !rest.is_empty() => find(&self.root, rest, Method::parse(verb)?),
+            [single] if *single == HTTP_DEFAULT => self.default,
+            [verb, ""] => {
+                let m = Method::parse(verb)?;
+                self.root.methods.get(m).or(self.default)
+            }
+            [verb, rest @ ..] if !rest.is_empty() => {
+                let m = Method::parse(verb)?;
+                find(&self.root, rest, m).or(self.default)
+            }
             _ => None,
         }
     }
@@ -445,6 +507,57 @@ mod tests {
             Route::parse("$connect").unwrap().unwrap().kind,
             RouteKind::WebSocketConnect
         );
+        assert_eq!(
+            Route::parse("$default").unwrap().unwrap().kind,
+            RouteKind::HttpDefault
+        );
+        assert_eq!(Route::parse("$disconnect").unwrap(), None);
+    }
+
+    #[test]
+    fn shapes_ignore_parameter_names() {
+        let a = Route::parse("GET /pets/{id}/{rest+}").unwrap().unwrap();
+        let b = Route::parse("GET /pets/{petId}/{path+}").unwrap().unwrap();
+        assert_eq!(a.shape(), b.shape());
+        assert_eq!(a.shape(), "GET /pets/{}/{+}");
+        assert_eq!(Route::parse("ANY /").unwrap().unwrap().shape(), "ANY /");
+        assert_eq!(
+            Route::parse("$default").unwrap().unwrap().shape(),
+            "$default"
+        );
+    }
+
+    #[test]
+    fn default_route_takes_what_no_other_route_matches() {
+        let t = table(&["GET /pets/{id}", "GET /", "$default", "$connect"]);
+        assert_eq!(routed(&t, "GET", "/pets/1"), Some("GET /pets/{id}"));
+        assert_eq!(routed(&t, "GET", "/"), Some("GET /"));
+        assert_eq!(routed(&t, "POST", "/"), Some("$default"));
+        assert_eq!(routed(&t, "POST", "/pets/1"), Some("$default"));
+        assert_eq!(routed(&t, "GET", "/pets/1/x"), Some("$default"));
+        let name = |id: Option<usize>| id.map(|i| t.get(i).unwrap().name.clone());
+        assert_eq!(
+            name(t.route_resource("$default")).as_deref(),
+            Some("$default")
+        );
+        assert_eq!(
+            name(t.route_resource("GET/zzz")).as_deref(),
+            Some("$default")
+        );
+        assert_eq!(
+            name(t.route_symbols(&["DELETE", ""])).as_deref(),
+            Some("$default")
+        );
+        assert_eq!(
+            name(t.route_symbols(&["$connect"])).as_deref(),
+            Some("$connect")
+        );
+        // Not a request at all: no fallback.
+        assert_eq!(t.route_resource("FETCH/pets/1"), None);
+        assert_eq!(t.route_symbols(&["$disconnect"]), None);
+        // Without `$connect`, the connect resource reaches nothing, `$default` or not.
+        let t = table(&["$default"]);
+        assert_eq!(t.route_resource("$connect"), None);
     }
 
     #[test]

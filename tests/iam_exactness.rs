@@ -8,6 +8,12 @@
 //! route's decision. The one permitted deviation: an allowed route that the builder reports as
 //! inexpressible beside denied ones may be left out (cedargate under-allows there; it never
 //! over-allows) — but never for the requested route itself.
+//!
+//! Route-key ARN forms: tables may also hold the WebSocket `$connect` route and the HTTP API
+//! `$default` catch-all. Requests then include the resources `{stage}/$connect` and
+//! `{stage}/$default` (the route key as the resource), and every `VERB/path` that no other
+//! route takes reaches `$default` (the reference router falls back to it); the stage may be
+//! HTTP API's `$default` too, so `…/$default/$default` is covered.
 
 #![allow(
     clippy::unwrap_used,
@@ -173,6 +179,10 @@ fn value() -> impl Strategy<Value = String> {
 struct Case {
     routes: Vec<(String, Option<&'static str>, Vec<Tok>)>,
     decisions: Vec<bool>,
+    /// The decision for `$connect`, when the table has that route.
+    connect: Option<bool>,
+    /// The decision for `$default`, when the table has that route.
+    default: Option<bool>,
     requests: Vec<(&'static str, Vec<String>)>,
     target: usize,
     stage: &'static str,
@@ -230,12 +240,18 @@ fn case() -> impl Strategy<Value = Case> {
                 0..64usize,
                 prop::sample::select(vec!["prod", "v1", "$default"]),
                 prop::sample::select(vec!["aws", "aws-cn", "aws-us-gov"]),
+                (
+                    prop::option::weighted(0.3, any::<bool>()),
+                    prop::option::weighted(0.4, any::<bool>()),
+                ),
             )
         })
         .prop_map(
-            |(routes, decisions, requests, target, stage, partition)| Case {
+            |(routes, decisions, requests, target, stage, partition, (connect, default))| Case {
                 routes,
                 decisions,
+                connect,
+                default,
                 requests,
                 target,
                 stage,
@@ -285,23 +301,36 @@ fn instances(t: &[Tok], values: &[String]) -> Vec<Vec<String>> {
     out
 }
 
+/// The resources that name a route by its key alone.
+const ROUTE_KEYS: [&str; 2] = ["$connect", "$default"];
+
 fn check(c: &Case) -> Result<(), TestCaseError> {
+    // HTTP routes first, then `$connect` and `$default` when present.
+    let mut names: Vec<String> = c.routes.iter().map(|(n, _, _)| n.clone()).collect();
+    let mut decisions = c.decisions.clone();
+    let mut key_route: [Option<usize>; 2] = [None, None];
+    for (slot, (key, decision)) in ROUTE_KEYS.iter().zip([c.connect, c.default]).enumerate() {
+        if let Some(d) = decision {
+            key_route[slot] = Some(names.len());
+            names.push((*key).to_owned());
+            decisions.push(d);
+        }
+    }
     let table = RouteTable::new(
-        c.routes
+        names
             .iter()
-            .map(|(n, _, _)| Route::parse(n).unwrap().unwrap())
+            .map(|n| Route::parse(n).unwrap().unwrap())
             .collect(),
     )
     .unwrap();
-    let plan = if cedargate::iam::Plan::stage_is_special(&table, c.stage) {
+    // The short-prefix analysis for this stage, and the full-prefix one that serves callers
+    // the short prefix cannot: both must be exact.
+    let short = if cedargate::iam::Plan::stage_is_special(&table, c.stage) {
         cedargate::iam::Plan::with_stage(&table, Some(c.stage))
     } else {
         cedargate::iam::Plan::new(&table)
     };
-    let prefix = format!(
-        "arn:{}:execute-api:us-east-1:123456789012:abc123/{}/",
-        c.partition, c.stage
-    );
+    let full = cedargate::iam::Plan::full_prefix(&table);
     let values: Vec<String> = [
         "42", "dog", "a", "pets", "", "x*", "history", "prod", "v1", "GET",
     ]
@@ -327,65 +356,106 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
             }
         }
     }
-    // The request that triggered this authorization.
-    let (tv, tp) = &requests[c.target % requests.len()];
-    let target_resource = format!("{tv}/{}", tp.join("/"));
+    // The request that triggered this authorization: a `VERB/path`, or a route key.
+    let pick = c.target % (requests.len() + ROUTE_KEYS.len());
+    let target_resource = match requests.get(pick) {
+        Some((tv, tp)) => format!("{tv}/{}", tp.join("/")),
+        None => ROUTE_KEYS[pick - requests.len()].to_owned(),
+    };
     let target_route = table.route_resource(&target_resource);
+    for plan in [&short, &full] {
+        check_plan(
+            c,
+            plan,
+            &table,
+            &names,
+            &decisions,
+            &requests,
+            &target_resource,
+            target_route,
+            key_route,
+        )?;
+    }
+    Ok(())
+}
 
+#[allow(clippy::too_many_arguments)]
+fn check_plan(
+    c: &Case,
+    plan: &cedargate::iam::Plan,
+    table: &RouteTable,
+    names: &[String],
+    decisions: &[bool],
+    requests: &[(String, Vec<String>)],
+    target_resource: &str,
+    target_route: Option<usize>,
+    key_route: [Option<usize>; 2],
+) -> Result<(), TestCaseError> {
+    let default_route = key_route[1];
+    let prefix = format!(
+        "arn:{}:execute-api:us-east-1:123456789012:abc123/{}/",
+        c.partition, c.stage
+    );
     let shape = plan.build(
-        &c.decisions,
+        decisions,
         Target {
-            resource: &target_resource,
+            resource: target_resource,
             route: target_route,
         },
         prefix.len() + 3,
     );
+    prop_assert_eq!(shape.full_prefix, plan.is_full_prefix());
     let arn = cedargate::arn::MethodArn::parse(&format!("{prefix}GET/")).unwrap();
     let doc = serde_json::to_value(PolicyDocument::from_shape(&shape, &arn)).unwrap();
 
-    for (verb, path) in &requests {
-        // A single empty segment and the root path are the same resource (`GET/`).
-        let path: Vec<String> = if path.len() == 1 && path[0].is_empty() {
-            Vec::new()
-        } else {
-            path.clone()
-        };
-        let Some(r) = reference_route(&c.routes, verb, &path) else {
-            continue;
-        };
-        // cedargate's router must agree with the reference router.
-        let ours = table.route(
-            Method::parse(verb).unwrap(),
-            &format!("/{}", path.join("/")),
-        );
-        prop_assert_eq!(
-            ours,
-            Some(r),
-            "router disagrees for {} /{}",
-            verb,
-            path.join("/")
-        );
-        let arn = format!("{prefix}{verb}/{}", path.join("/"));
+    // The exact answer for one resource routed to `r` (`None`: no route, nothing to check).
+    let expect = |resource: &str, r: Option<usize>| -> Result<(), TestCaseError> {
+        let Some(r) = r else { return Ok(()) };
+        let arn = format!("{prefix}{resource}");
         let got = allows(&doc, &arn);
-        let want = c.decisions[r];
-        let is_target = arn == format!("{prefix}{target_resource}");
+        let want = decisions[r];
+        let is_target = resource == target_resource;
         // An allowed route the builder could not express beside denied ones may be left out
         // (a cached 403): the only permitted deviation. The requested resource itself is still
         // allowed exactly, through its literal ARN, unless it contains IAM wildcard characters
         // (which must never be turned into a pattern).
         let literal_unsafe = target_resource.contains(['*', '?']);
         if want && shape.inexact.contains(&r) && (!is_target || literal_unsafe) {
-            continue;
+            return Ok(());
         }
         prop_assert_eq!(
             got,
             want,
             "route {} ({}) at {}\npolicy: {}",
-            c.routes[r].0,
+            names[r],
             want,
             arn,
             doc
         );
+        Ok(())
+    };
+
+    for (verb, path) in requests {
+        // A single empty segment and the root path are the same resource (`GET/`).
+        let path: Vec<String> = if path.len() == 1 && path[0].is_empty() {
+            Vec::new()
+        } else {
+            path.clone()
+        };
+        // API Gateway's choice: the most specific route, else the catch-all.
+        let r = reference_route(&c.routes, verb, &path).or(default_route);
+        // cedargate's router must agree with the reference router.
+        let ours = table.route(
+            Method::parse(verb).unwrap(),
+            &format!("/{}", path.join("/")),
+        );
+        prop_assert_eq!(ours, r, "router disagrees for {} /{}", verb, path.join("/"));
+        expect(&format!("{verb}/{}", path.join("/")), r)?;
+    }
+    // The route-key resources: `{stage}/$connect` and `{stage}/$default`.
+    for (key, r) in ROUTE_KEYS.iter().zip(key_route) {
+        prop_assert_eq!(table.route_resource(key), r);
+        expect(key, r)?;
     }
     Ok(())
 }
@@ -398,6 +468,57 @@ proptest! {
     }
 }
 
+/// The route-key forms on a fixed table: a catch-all allowed beside denied routes, and the
+/// reverse, in the `$default` stage, for every request as the one that triggered the call.
+#[test]
+fn route_key_forms_on_a_fixed_table() {
+    for (connect, default) in [
+        (Some(true), Some(true)),
+        (Some(false), Some(true)),
+        (Some(true), Some(false)),
+        (None, Some(true)),
+        (None, Some(false)),
+        (Some(true), None),
+    ] {
+        let c = Case {
+            routes: vec![
+                (
+                    "GET /pets".into(),
+                    Some("GET"),
+                    vec![Tok::Lit("pets".into())],
+                ),
+                (
+                    "GET /pets/{p1}".into(),
+                    Some("GET"),
+                    vec![Tok::Lit("pets".into()), Tok::Param],
+                ),
+                (
+                    "ANY /a/{rest+}".into(),
+                    None,
+                    vec![Tok::Lit("a".into()), Tok::Proxy],
+                ),
+            ],
+            decisions: vec![true, false, true],
+            connect,
+            default,
+            requests: vec![
+                ("POST", vec![]),
+                ("GET", vec!["pets".into(), "1".into(), "2".into()]),
+            ],
+            target: 0,
+            stage: "$default",
+            partition: "aws",
+        };
+        for target in 0..200 {
+            check(&Case {
+                target,
+                ..c.clone()
+            })
+            .unwrap();
+        }
+    }
+}
+
 #[test]
 fn iam_matcher_semantics() {
     assert!(iam_match("a/*", "a/b/c"));
@@ -407,6 +528,8 @@ fn iam_matcher_semantics() {
     assert!(!iam_match("a/?", "a/bc"));
     assert!(iam_match("*/GET/*", "prod/GET/x"));
     assert!(!iam_match("prod/*/*", "prod/$connect"));
+    assert!(!iam_match("prod/*/*", "prod/$default"));
+    assert!(iam_match("$default/*", "$default/$default"));
     // A `*` in the subject is an ordinary character; in the pattern it is always a wildcard.
     assert!(iam_match("DELETE/x/*", "DELETE/x/*/a"));
     assert!(!iam_match("DELETE/x/a", "DELETE/x/*"));

@@ -237,6 +237,8 @@ fn request(args: &Args) -> Result<AuthzRequest, String> {
         user_agent: headers.get("user-agent").cloned(),
         headers,
         request_time_ms,
+        route_key: None,
+        cache: crate::event::CacheScope::Unknown,
     })
 }
 

@@ -5,10 +5,18 @@
 //! (`Snapshot::compile` builds them); warnings are shown too and fail only with
 //! `--deny-warnings`. The verdict on Cedar-level problems is the stock `cedar validate`'s on the
 //! same files (`tests/policy_tooling.rs` checks it on a set of broken bundles).
+//!
+//! When a `template.yaml` (AWS SAM) lies beside the bundle, its API routes, authorizer TTLs and
+//! function environment are checked against the bundle too (`crate::template`): a route behind
+//! the authorizer that the schema lacks, or the reverse, is an error naming the route.
 
 use std::process::ExitCode;
 
 use crate::store::{BundleFiles, Snapshot};
+use crate::template::Template;
+
+/// The SAM template checked beside the bundle, when there is one.
+pub const TEMPLATE_FILE: &str = "template.yaml";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -37,11 +45,10 @@ pub fn run(args: &Args) -> ExitCode {
     let origin = dir.display().to_string();
     match Snapshot::compile(files, origin) {
         Ok((snapshot, problems)) => {
-            // Checks that need more than the bundle (the routes of the API's `template.yaml`
-            // against `snapshot.routes`) belong here: push their reports into `errors` /
-            // `warnings` and the verdict below accounts for them.
-            let errors: Vec<miette::Report> = Vec::new();
-            let warnings = problems.warnings;
+            // Checks that need more than the bundle: the API's `template.yaml` beside it.
+            let mut errors: Vec<miette::Report> = Vec::new();
+            let mut warnings = problems.warnings;
+            check_template(&dir, &snapshot, &mut errors, &mut warnings);
             for e in &errors {
                 eprintln!("{e:?}");
             }
@@ -85,4 +92,37 @@ pub fn run(args: &Args) -> ExitCode {
             ExitCode::from(3)
         }
     }
+}
+
+/// Runs the `template.yaml` checks when the bundle directory has one.
+fn check_template(
+    dir: &std::path::Path,
+    snapshot: &Snapshot,
+    errors: &mut Vec<miette::Report>,
+    warnings: &mut Vec<miette::Report>,
+) {
+    let path = dir.join(TEMPLATE_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            errors.push(miette::miette!("cannot read `{}`: {e}", path.display()));
+            return;
+        }
+    };
+    let template = match Template::parse(TEMPLATE_FILE, &text) {
+        Ok(t) => t,
+        Err(e) => {
+            errors.push(miette::miette!("{e}"));
+            return;
+        }
+    };
+    let findings = template.check(&snapshot.routes);
+    errors.extend(findings.errors.into_iter().map(|e| miette::miette!("{e}")));
+    warnings.extend(
+        findings
+            .warnings
+            .into_iter()
+            .map(|w| miette::miette!(severity = miette::Severity::Warning, "{w}")),
+    );
 }

@@ -82,6 +82,8 @@ pub fn request(facts: &Facts) -> Result<AuthzRequest, String> {
         user_agent: facts.user_agent.clone(),
         headers: facts.headers.clone(),
         request_time_ms: Some(facts.time_ms),
+        route_key: None,
+        cache: crate::event::CacheScope::Unknown,
     })
 }
 

@@ -22,9 +22,10 @@ use cedar_policy::{
 use miette::{Diagnostic, NamedSource, Report, SourceOffset, SourceSpan};
 use sha2::{Digest, Sha256};
 
+use crate::arn::MethodArn;
 use crate::decide::PolicyIndex;
 use crate::entities::{Mapping, SchemaItem};
-use crate::iam::Plan;
+use crate::iam::{Base, Plan};
 use crate::routes::{Route, RouteError, RouteTable};
 
 use super::locate;
@@ -550,6 +551,8 @@ pub struct Snapshot {
     pub plan: std::sync::Arc<Plan>,
     /// Analyses for stages whose name a path segment could spell, made on first use.
     special_plans: std::sync::Mutex<HashMap<String, std::sync::Arc<Plan>>>,
+    /// The full-prefix analysis, made the first time a caller needs it.
+    full_plan: std::sync::OnceLock<std::sync::Arc<Plan>>,
     /// The Cedar action of each route, in route order.
     pub route_actions: Vec<EntityUid>,
     /// The source of each policy file, for `explain` and `test`.
@@ -567,6 +570,30 @@ impl Snapshot {
             .entry(stage.to_owned())
             .or_insert_with(|| std::sync::Arc::new(Plan::with_stage(&self.routes, Some(stage))))
             .clone()
+    }
+
+    /// The analysis and the caller's route-independent policy for requests to `arn`'s API
+    /// and stage. Short-prefix patterns when they express the caller's decisions exactly;
+    /// otherwise the full-prefix analysis is tried, and the more exact of the two is kept.
+    pub fn policy_base(&self, arn: &MethodArn, allowed: &[bool]) -> (std::sync::Arc<Plan>, Base) {
+        let plan = self.plan_for(&arn.stage);
+        // What a resource costs besides its pattern: its prefix and JSON quoting.
+        let short_cost = arn.partition.len() + arn.stage.len() + 26;
+        let base = plan.base(allowed, short_cost);
+        // Stage `*` (console tests) is written with the full prefix either way.
+        if base.inexact().is_empty() || arn.stage == "*" {
+            return (plan, base);
+        }
+        let full = self
+            .full_plan
+            .get_or_init(|| std::sync::Arc::new(Plan::full_prefix(&self.routes)))
+            .clone();
+        let full_base = full.base(allowed, arn.prefix().len() + 3);
+        if full_base.inexact().len() < base.inexact().len() {
+            (full, full_base)
+        } else {
+            (plan, base)
+        }
     }
 
     /// A short revision for logs and responses: the first 12 hex digits of the digest.
@@ -952,6 +979,7 @@ impl Snapshot {
                 base_entities: base,
                 plan: std::sync::Arc::new(plan),
                 special_plans: std::sync::Mutex::new(HashMap::new()),
+                full_plan: std::sync::OnceLock::new(),
                 route_actions,
                 files,
             },

@@ -194,7 +194,17 @@ impl LambdaEmulator {
     pub fn start(env: &[(String, String)]) -> LambdaEmulator {
         let port = free_port();
         let env_file = std::env::temp_dir().join(format!("cedargate-lambda-env-{port}"));
-        let text: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        // Single-quoted: the values are taken literally (`*`, `=`, `$` and `#` included).
+        let text: String = env
+            .iter()
+            .map(|(k, v)| {
+                assert!(
+                    !v.contains(['\'', '\n']),
+                    "{k}: no quote or newline in env values"
+                );
+                format!("{k}='{v}'\n")
+            })
+            .collect();
         std::fs::write(&env_file, text).unwrap();
         let mut cmd = Command::new(tool("cargo-lambda"));
         cmd.args([
@@ -273,9 +283,12 @@ impl Drop for LambdaEmulator {
         #[cfg(unix)]
         {
             let pid = self.child.id() as i32;
-            // The whole process group: cargo-lambda and the function it started.
+            // The whole process group: cargo-lambda and the function it started. The `--` is
+            // load-bearing: procps-ng's `kill -TERM -19923` reads the group as `-1` and signals
+            // every process of the user (it killed the test runner and every other session's
+            // processes on the machine).
             let _ = Command::new("kill")
-                .args(["-TERM", &format!("-{pid}")])
+                .args(["-s", "TERM", "--", &format!("-{pid}")])
                 .status();
         }
         let _ = self.child.kill();

@@ -1,0 +1,309 @@
+//! Every API Gateway authorizer flavour through `cedargate invoke` (the built binary, the exact
+//! handler the Lambda runs): the AWS sample events (HTTP API payload 1.0, 2.0 with and without
+//! identity sources, WebSocket `$connect`, REST TOKEN and REQUEST) with real tokens put in
+//! where API Gateway puts them, answered with the response shape each flavour needs — IAM
+//! policies (route-wide, or `$connect` alone), simple responses where the cache is keyed on the
+//! route, flat or nested context, and usage plan keys from claims only.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod common;
+mod gateway_common;
+
+use common::{allows, fixture, mint, InvokePipe, ROLES};
+use gateway_common::*;
+use serde_json::{json, Value};
+
+fn reader() -> String {
+    mint(json!({ "sub": "auth0|rita", ROLES: ["reader"], "scope": "openid" }))
+}
+
+fn editor() -> String {
+    mint(json!({ "sub": "auth0|ed", ROLES: ["editor"] }))
+}
+
+fn nobody() -> String {
+    mint(json!({ "sub": "auth0|nobody", ROLES: [] }))
+}
+
+/// `cedargate invoke`'s line for a Lambda that fails with `Unauthorized`.
+fn unauthorized(v: &Value) -> bool {
+    *v == json!({"error": "Unauthorized"})
+}
+
+/// Waits for a log line: the pipe's stderr is read on another thread.
+fn logged(pipe: &InvokePipe, needle: &str) -> bool {
+    for _ in 0..50 {
+        if pipe.logged(needle) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn http_api_payload_1_0_gets_a_route_wide_policy_with_a_flat_context() {
+    let bundle = gateway_bundle("v1");
+    let mut pipe = InvokePipe::start(&env_for(&bundle, &[]));
+    let r = pipe.send(&v1_event(&reader(), "GET/pets/42", "GET /pets/{petId}"));
+    assert_eq!(r["principalId"], "auth0|rita", "{r}");
+    let doc = &r["policyDocument"];
+    assert!(allows(doc, &arn("test", "GET/pets/42")), "{doc}");
+    assert!(
+        allows(doc, &arn("test", "GET/pets")),
+        "one policy for every route: {doc}"
+    );
+    assert!(!allows(doc, &arn("test", "POST/pets")), "{doc}");
+    assert!(!allows(doc, &arn("test", "DELETE/pets/42")), "{doc}");
+    // Payload 1.0 needs a flat context: the roles array travels as JSON text.
+    assert_eq!(r["context"][ROLES], json!("[\"reader\"]"), "{r}");
+    assert!(r["context"]["policyRevision"].is_string());
+    // HTTP APIs have no usage plans.
+    assert!(r.get("usageIdentifierKey").is_none(), "{r}");
+
+    // Missing and bad tokens: exactly `Unauthorized`.
+    let mut ev = v1_event(&reader(), "GET/pets/42", "GET /pets/{petId}");
+    ev["headers"]["Authorization"] = "Bearer x.y.z".into();
+    ev["authorizationToken"] = "Bearer x.y.z".into();
+    assert!(unauthorized(&pipe.send(&ev)));
+    let sample = fixture("example-apigw-v2-custom-authorizer-v1-request.json");
+    assert!(
+        unauthorized(&pipe.send(&sample)),
+        "the sample's `user1,123` is no token"
+    );
+    let _ = std::fs::remove_dir_all(&bundle);
+}
+
+#[test]
+fn http_api_payload_2_0_policy_responses_keep_arrays_and_maps_in_the_context() {
+    let bundle = gateway_bundle("v2");
+    let mut pipe = InvokePipe::start(&env_for(&bundle, &[]));
+    for ev in [
+        v2_event(&reader(), "GET/pets/42", "GET /pets/{petId}", false),
+        v2_event(&reader(), "GET/pets/42", "GET /pets/{petId}", true),
+        v2_uncached_event(&reader(), "GET/pets/42", "GET /pets/{petId}"),
+    ] {
+        let r = pipe.send(&ev);
+        let doc = &r["policyDocument"];
+        // The `$default` stage.
+        assert!(allows(doc, &arn("$default", "GET/pets/42")), "{doc}");
+        assert!(allows(doc, &arn("$default", "GET/pets/search")), "{doc}");
+        assert!(!allows(doc, &arn("$default", "POST/pets")), "{doc}");
+        assert!(
+            !allows(doc, &arn("test", "GET/pets/42")),
+            "another stage: {doc}"
+        );
+        // Payload 2.0 passes arrays through.
+        assert_eq!(r["context"][ROLES], json!(["reader"]), "{r}");
+        assert!(r.get("usageIdentifierKey").is_none(), "{r}");
+        assert!(r.get("isAuthorized").is_none(), "policy mode: {r}");
+    }
+    // The samples as they are (no token, or two identity values neither of which is a token).
+    for name in [
+        "example-apigw-v2-custom-authorizer-v2-request.json",
+        "example-apigw-v2-custom-authorizer-v2-request-without-identity-source.json",
+    ] {
+        assert!(unauthorized(&pipe.send(&fixture(name))), "{name}");
+    }
+    let _ = std::fs::remove_dir_all(&bundle);
+}
+
+#[test]
+fn http_api_default_route_in_both_arn_forms() {
+    let bundle = gateway_bundle("default-route");
+    let mut pipe = InvokePipe::start(&env_for(&bundle, &[]));
+    // Editors may use the catch-all, whichever form the route ARN takes.
+    let r = pipe.send(&v2_event(&editor(), "$default", "$default", false));
+    let doc = &r["policyDocument"];
+    for resource in ["$default", "PATCH/anything/else", "GET/", "GET/pets/42/x"] {
+        assert!(allows(doc, &arn("$default", resource)), "{resource}: {doc}");
+    }
+    assert!(allows(doc, &arn("$default", "GET/pets/42")), "{doc}");
+    assert!(!allows(doc, &arn("$default", "DELETE/pets/42")), "{doc}");
+    // Readers may not. Beside a denied catch-all, `GET /pets/{petId}` cannot be allowed by any
+    // pattern (`GET/pets/*` also matches `GET/pets/42/x`, which the catch-all receives): it is
+    // left out of the cached policy (a 403 until the cache expires; never an over-allow) and
+    // logged, while the request that asked for it is answered exactly.
+    for ev in [
+        v2_event(&reader(), "$default", "$default", false),
+        v2_event(&reader(), "PATCH/anything/else", "$default", false),
+        v2_event(&reader(), "GET/pets/42", "GET /pets/{petId}", false),
+    ] {
+        let asked = ev["routeArn"].as_str().unwrap().to_owned();
+        let r = pipe.send(&ev);
+        let doc = &r["policyDocument"];
+        for resource in ["$default", "PATCH/anything/else", "GET/pets/42/x"] {
+            assert!(
+                !allows(doc, &arn("$default", resource)),
+                "{resource}: {doc}"
+            );
+        }
+        assert!(allows(doc, &arn("$default", "GET/pets")), "{doc}");
+        let exact = asked.ends_with("GET/pets/42");
+        assert_eq!(allows(doc, &asked), exact, "{asked}: {doc}");
+    }
+    assert!(logged(&pipe, "policy_inexpressible"));
+    let _ = std::fs::remove_dir_all(&bundle);
+}
+
+#[test]
+fn simple_responses_only_where_the_cache_is_keyed_on_the_route() {
+    let bundle = gateway_bundle("simple");
+    let mut pipe = InvokePipe::start(&env_for(&bundle, &[("CEDARGATE_RESPONSE", "simple")]));
+    let ok = pipe.send(&v2_event(
+        &reader(),
+        "GET/pets/42",
+        "GET /pets/{petId}",
+        true,
+    ));
+    assert_eq!(ok["isAuthorized"], true, "{ok}");
+    assert!(
+        ok.get("policyDocument").is_none() && ok.get("principalId").is_none(),
+        "{ok}"
+    );
+    assert_eq!(ok["context"][ROLES], json!(["reader"]), "{ok}");
+    assert_eq!(ok["context"]["principal"], "auth0|rita", "{ok}");
+    let no = pipe.send(&v2_event(&reader(), "POST/pets", "POST /pets", true));
+    assert_eq!(no["isAuthorized"], false, "{no}");
+    // No identity source: API Gateway does not cache, a simple answer is right.
+    let r = pipe.send(&v2_uncached_event(
+        &reader(),
+        "GET/pets/42",
+        "GET /pets/{petId}",
+    ));
+    assert_eq!(r["isAuthorized"], true, "{r}");
+    // Identity sources without `$context.routeKey`: the answer would be reused for every
+    // route, so it is `false` (fail closed) and the reason is logged.
+    let r = pipe.send(&v2_event(
+        &reader(),
+        "GET/pets/42",
+        "GET /pets/{petId}",
+        false,
+    ));
+    assert_eq!(r["isAuthorized"], false, "{r}");
+    assert!(logged(&pipe, "simple_response_refused"));
+    // A client cannot fake the route key with a header of its own.
+    let mut ev = v2_event(&reader(), "GET/pets/42", "GET /pets/{petId}", false);
+    ev["headers"]["x-route"] = "GET /pets/{petId}".into();
+    ev["identitySource"] = json!([ev["headers"]["authorization"], "GET /pets/{petId}"]);
+    assert_eq!(pipe.send(&ev)["isAuthorized"], false);
+    // API Gateway matched another route than the schema's table gives: never allowed.
+    let r = pipe.send(&v2_event(
+        &reader(),
+        "GET/pets/42",
+        "DELETE /pets/{petId}",
+        true,
+    ));
+    assert_eq!(r["isAuthorized"], false, "{r}");
+    assert!(logged(&pipe, "route_mismatch"));
+    // Parameter names may differ between the API and the schema.
+    let r = pipe.send(&v2_event(&reader(), "GET/pets/42", "GET /pets/{id}", true));
+    assert_eq!(r["isAuthorized"], true, "{r}");
+    // Other flavours cannot take a simple response: they still get policies.
+    let r = pipe.send(&v1_event(&reader(), "GET/pets/42", "GET /pets/{petId}"));
+    assert!(
+        allows(&r["policyDocument"], &arn("test", "GET/pets/42")),
+        "{r}"
+    );
+    let r = pipe.send(&ws_event(&reader()));
+    assert!(allows(&r["policyDocument"], &ws_arn()), "{r}");
+    let r = pipe.send(&token_event(&reader(), "GET/pets"));
+    assert!(
+        allows(&r["policyDocument"], &arn("prod", "GET/pets")),
+        "{r}"
+    );
+    // Bad tokens are still `Unauthorized`, not `false`.
+    let mut ev = v2_event(&reader(), "GET/pets/42", "GET /pets/{petId}", true);
+    ev["headers"]["authorization"] = "Bearer nope".into();
+    assert!(unauthorized(&pipe.send(&ev)));
+    let _ = std::fs::remove_dir_all(&bundle);
+}
+
+#[test]
+fn websocket_connect_policy_names_the_connect_route_only() {
+    let bundle = gateway_bundle("websocket");
+    let mut pipe = InvokePipe::start(&env_for(&bundle, &[]));
+    let r = pipe.send(&ws_event(&reader()));
+    assert_eq!(r["principalId"], "auth0|rita", "{r}");
+    let doc = &r["policyDocument"];
+    assert_eq!(resources(doc), vec![ws_arn()], "{doc}");
+    assert_eq!(doc["Statement"][0]["Effect"], "Allow", "{doc}");
+    assert!(allows(doc, &ws_arn()));
+    // A flat context, and the usage plan key (WebSocket APIs have usage plans).
+    assert_eq!(r["context"][ROLES], json!("[\"reader\"]"), "{r}");
+    assert_eq!(r["usageIdentifierKey"], STANDARD_KEY, "{r}");
+    // The other query parameter name, and the header (non-browser clients).
+    let mut ev = ws_event(&reader());
+    ev["queryStringParameters"]
+        .as_object_mut()
+        .unwrap()
+        .remove("token");
+    ev["queryStringParameters"]["access_token"] = reader().into();
+    assert!(allows(&pipe.send(&ev)["policyDocument"], &ws_arn()));
+    let mut ev = ws_event(&reader());
+    ev["queryStringParameters"]
+        .as_object_mut()
+        .unwrap()
+        .remove("token");
+    ev["headers"]["Authorization"] = format!("Bearer {}", reader()).into();
+    assert!(allows(&pipe.send(&ev)["policyDocument"], &ws_arn()));
+    // Denied callers get an explicit Deny for `$connect`.
+    let r = pipe.send(&ws_event(&nobody()));
+    let doc = &r["policyDocument"];
+    assert_eq!(resources(doc), vec![ws_arn()], "{doc}");
+    assert_eq!(doc["Statement"][0]["Effect"], "Deny", "{doc}");
+    // No token, a bad token: `Unauthorized`.
+    let sample = fixture("example-apigw-v2-custom-authorizer-websocket-request.json");
+    assert!(unauthorized(&pipe.send(&sample)));
+    let mut ev = ws_event("not-a-token");
+    ev["queryStringParameters"]["token"] = "not-a-token".into();
+    assert!(unauthorized(&pipe.send(&ev)));
+    let _ = std::fs::remove_dir_all(&bundle);
+
+    // A bundle without `$connect` (the repo's demo API) never lets anyone connect.
+    let mut demo = InvokePipe::start(&common::demo_env());
+    let r = demo.send(&ws_event(&reader()));
+    assert!(!allows(&r["policyDocument"], &ws_arn()), "{r}");
+}
+
+#[test]
+fn usage_keys_come_from_claims_never_from_the_request() {
+    let bundle = gateway_bundle("usage");
+    let mut pipe = InvokePipe::start(&env_for(&bundle, &[]));
+    let gold = mint(json!({ "sub": "auth0|g", ROLES: ["reader"], PLAN: "gold" }));
+    let odd = mint(json!({ "sub": "auth0|o", ROLES: ["reader"], PLAN: "platinum" }));
+    let key = |v: Value| v["usageIdentifierKey"].as_str().map(str::to_owned);
+    assert_eq!(
+        key(pipe.send(&token_event(&gold, "GET/pets"))).as_deref(),
+        Some(GOLD_KEY)
+    );
+    assert_eq!(
+        key(pipe.send(&token_event(&odd, "GET/pets"))).as_deref(),
+        Some(STANDARD_KEY)
+    );
+    assert_eq!(
+        key(pipe.send(&token_event(&reader(), "GET/pets"))).as_deref(),
+        Some(STANDARD_KEY)
+    );
+    // A REST REQUEST event with the client's own `x-api-key` header: ignored.
+    let mut ev = fixture("example-apigw-custom-auth-request-type-request.json");
+    ev["headers"]["Authorization"] = format!("Bearer {}", reader()).into();
+    ev["headers"]["x-api-key"] = GOLD_KEY.into();
+    ev["queryStringParameters"]["api_key"] = GOLD_KEY.into();
+    assert_eq!(key(pipe.send(&ev)).as_deref(), Some(STANDARD_KEY));
+    // Denied callers carry their key too (API Gateway meters the 403).
+    let r = pipe.send(&token_event(&nobody(), "DELETE/pets/1"));
+    assert!(!allows(&r["policyDocument"], &arn("prod", "DELETE/pets/1")));
+    assert_eq!(key(r).as_deref(), Some(STANDARD_KEY));
+    // HTTP APIs have no usage plans: no key.
+    assert_eq!(
+        key(pipe.send(&v2_event(&gold, "GET/pets", "GET /pets", false))),
+        None
+    );
+    let _ = std::fs::remove_dir_all(&bundle);
+}
