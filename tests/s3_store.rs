@@ -198,10 +198,23 @@ fn write_object(dir: &std::path::Path) -> std::path::PathBuf {
 fn put_raw(moto: &Moto, body: &str) {
     let resp = reqwest::blocking::Client::new()
         .put(format!("{}/{BUCKET}/{KEY}", moto.endpoint()))
+        // moto checks no signatures, but a request without credentials is anonymous, and an
+        // anonymous overwrite of an account's object is refused (403): name the test account.
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/s3/aws4_request, \
+             SignedHeaders=host, Signature=0",
+        )
+        .header("content-type", "application/json")
         .body(body.to_owned())
         .send()
         .unwrap();
-    assert!(resp.status().is_success(), "{}", resp.status());
+    let status = resp.status();
+    assert!(
+        status.is_success(),
+        "{status}: {}",
+        resp.text().unwrap_or_default()
+    );
 }
 
 #[test]

@@ -338,7 +338,7 @@ impl Moto {
             let log = self.log.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    log.lock().unwrap().push(line);
+                    log.lock().unwrap().push(strip_ansi(&line));
                 }
             });
         }
@@ -405,6 +405,28 @@ impl Moto {
             ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
         ]
     }
+}
+
+/// The line without ANSI colour sequences: werkzeug colours the status of some requests (304,
+/// 404) whenever `click` is importable, which other tools in the same venv bring in.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters… final byte in @..~
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
 }
 
 impl Drop for Moto {
