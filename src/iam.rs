@@ -45,7 +45,7 @@
 //! request's own answer exact, and reports the routes so they are logged.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 
 use serde::Serialize;
 
@@ -150,7 +150,7 @@ impl BitSet {
 }
 
 /// A pattern token.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Tok {
     Lit(String),
     Star,
@@ -412,7 +412,8 @@ impl Plan {
             });
         };
         add(vec![Tok::Star]);
-        let mut verbs_by_path: HashMap<Vec<Tok>, BTreeSet<String>> = HashMap::new();
+        // Ordered, so that the candidates (and so the chosen patterns) are the same on every run.
+        let mut verbs_by_path: BTreeMap<Vec<Tok>, BTreeSet<String>> = BTreeMap::new();
         for vr in &vrs {
             let own = own_pattern(&vr.template);
             add(own.clone());
