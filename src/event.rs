@@ -344,14 +344,13 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Value {
-        let path = format!(
-            "{}/../shared/fixtures/aws-events/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let path = std::env::var("CEDARGATE_FIXTURES_DIR")
-            .map(|d| format!("{d}/{name}"))
-            .unwrap_or(path);
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+        // The AWS sample events beside the repository (`CEDARGATE_SHARED_DIR` overrides).
+        let shared = std::env::var("CEDARGATE_SHARED_DIR")
+            .unwrap_or_else(|_| format!("{}/../shared", env!("CARGO_MANIFEST_DIR")));
+        let path = format!("{shared}/fixtures/aws-events/{name}");
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{path}: {e} (set CEDARGATE_SHARED_DIR)"));
+        serde_json::from_str(&text).unwrap()
     }
 
     #[test]

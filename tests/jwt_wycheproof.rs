@@ -46,10 +46,13 @@ const STRICTER: &[(&str, u64, &str)] = &[
 fn vectors_dir() -> PathBuf {
     match std::env::var_os("CEDARGATE_VECTORS_DIR") {
         Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("the repository has a parent directory")
-            .join("shared/vectors"),
+        None => match std::env::var_os("CEDARGATE_SHARED_DIR") {
+            Some(shared) => PathBuf::from(shared).join("vectors"),
+            None => Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .expect("the repository has a parent directory")
+                .join("shared/vectors"),
+        },
     }
 }
 

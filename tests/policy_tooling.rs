@@ -39,10 +39,13 @@ fn bundles() -> PathBuf {
 fn bench_dir() -> PathBuf {
     match std::env::var_os("CEDARGATE_BENCH_DIR") {
         Some(d) => PathBuf::from(d),
-        None => repo()
-            .parent()
-            .expect("the repository has a parent directory")
-            .join("shared/bench"),
+        None => match std::env::var_os("CEDARGATE_SHARED_DIR") {
+            Some(shared) => PathBuf::from(shared).join("bench"),
+            None => repo()
+                .parent()
+                .expect("the repository has a parent directory")
+                .join("shared/bench"),
+        },
     }
 }
 

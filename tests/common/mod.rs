@@ -518,8 +518,20 @@ impl InvokePipe {
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad answer {line:?}: {e}"))
     }
 
+    /// Whether the process logged a line containing `needle`. Logs go to stderr and answers
+    /// to stdout, read by different threads: a line written before an answer may be read after
+    /// it, so this waits up to five seconds for it.
     pub fn logged(&self, needle: &str) -> bool {
-        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            if self.log.lock().unwrap().iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
