@@ -348,18 +348,7 @@ impl Plan {
                     for verb in Method::all() {
                         let verb = TTok::Lit(verb.as_str().to_owned());
                         for last in [TTok::Lit(String::new()), TTok::Proxy] {
-                            let template = vec![verb.clone(), last];
-                            let instances: Vec<Vec<String>> = generic_instances(&template, bound)
-                                .into_iter()
-                                .filter(|p| table.route_symbols(&symbols(p)) == Some(id))
-                                .collect();
-                            if !instances.is_empty() {
-                                vrs.push(VirtualRoute {
-                                    route: id,
-                                    template,
-                                    instances,
-                                });
-                            }
+                            vrs.extend(reached_vr(table, id, vec![verb.clone(), last], bound));
                         }
                     }
                     continue;
@@ -380,19 +369,7 @@ impl Plan {
                         Segment::Proxy(_) => TTok::Proxy,
                     });
                 }
-                let instances: Vec<Vec<String>> = generic_instances(&template, bound)
-                    .into_iter()
-                    .filter(|p| table.route_symbols(&symbols(p)) == Some(id))
-                    .collect();
-                // A virtual route no path reaches (GET of an `ANY` route beside an explicit GET
-                // on the same template) needs no policy at all.
-                if !instances.is_empty() {
-                    vrs.push(VirtualRoute {
-                        route: id,
-                        template,
-                        instances,
-                    });
-                }
+                vrs.extend(reached_vr(table, id, template, bound));
             }
         }
 
@@ -814,6 +791,26 @@ impl Plan {
     }
 }
 
+/// The virtual route of `template` for route `id`: its generic paths that the table routes to
+/// `id`. `None` when no path reaches it (GET of an `ANY` route beside an explicit GET on the
+/// same template; a catch-all path every other route takes): it needs no policy at all.
+fn reached_vr(
+    table: &RouteTable,
+    id: RouteId,
+    template: Vec<TTok>,
+    bound: usize,
+) -> Option<VirtualRoute> {
+    let instances: Vec<Vec<String>> = generic_instances(&template, bound)
+        .into_iter()
+        .filter(|p| table.route_symbols(&symbols(p)) == Some(id))
+        .collect();
+    (!instances.is_empty()).then_some(VirtualRoute {
+        route: id,
+        template,
+        instances,
+    })
+}
+
 /// The virtual route of a route named by its key alone (`$connect`, `$default`): one resource.
 fn route_key_vr(route: RouteId, key: &str) -> VirtualRoute {
     VirtualRoute {
@@ -1023,16 +1020,9 @@ pub fn methods() -> &'static [&'static str] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routes::Route;
 
     fn table(names: &[&str]) -> RouteTable {
-        RouteTable::new(
-            names
-                .iter()
-                .map(|n| Route::parse(n).unwrap().unwrap())
-                .collect(),
-        )
-        .unwrap()
+        RouteTable::of(names)
     }
 
     fn toks(s: &str) -> Vec<Tok> {

@@ -318,6 +318,19 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
+    /// A table of route names, for unit tests; panics on a name that is not a valid route.
+    #[cfg(test)]
+    #[allow(clippy::unwrap_used)]
+    pub(crate) fn of(names: &[&str]) -> Self {
+        RouteTable::new(
+            names
+                .iter()
+                .map(|n| Route::parse(n).unwrap().unwrap())
+                .collect(),
+        )
+        .unwrap()
+    }
+
     /// Builds the table; refuses routes that API Gateway could not tell apart.
     pub fn new(routes: Vec<Route>) -> Result<Self, RouteError> {
         let mut table = RouteTable {
@@ -472,13 +485,7 @@ mod tests {
     use super::*;
 
     fn table(names: &[&str]) -> RouteTable {
-        RouteTable::new(
-            names
-                .iter()
-                .map(|n| Route::parse(n).unwrap().unwrap())
-                .collect(),
-        )
-        .unwrap()
+        RouteTable::of(names)
     }
 
     fn routed<'a>(t: &'a RouteTable, verb: &str, path: &str) -> Option<&'a str> {

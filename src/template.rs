@@ -85,6 +85,25 @@ pub struct TemplateApi {
     pub routes: Vec<TemplateRoute>,
 }
 
+impl TemplateApi {
+    /// Files `route` under its API, creating the API (of `kind`) on its first route.
+    fn add(
+        apis: &mut BTreeMap<String, TemplateApi>,
+        id: String,
+        kind: ApiKind,
+        route: TemplateRoute,
+    ) {
+        apis.entry(id.clone())
+            .or_insert_with(|| TemplateApi {
+                id,
+                kind,
+                routes: Vec::new(),
+            })
+            .routes
+            .push(route);
+    }
+}
+
 /// An authorizer TTL setting found in the template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TtlSetting {
@@ -391,18 +410,16 @@ impl Template {
                     .map(str::to_owned)
                     .or(default);
                 let authorized = chosen.is_some_and(|a| lambda.contains(&a));
-                apis.entry(api_id.clone())
-                    .or_insert_with(|| TemplateApi {
-                        id: api_id,
-                        kind,
-                        routes: Vec::new(),
-                    })
-                    .routes
-                    .push(TemplateRoute {
+                TemplateApi::add(
+                    &mut apis,
+                    api_id,
+                    kind,
+                    TemplateRoute {
                         name,
                         declared_by: fid.clone(),
                         authorized,
-                    });
+                    },
+                );
             }
         }
         // API Gateway v2 resources (WebSocket APIs, HTTP APIs written without SAM).
@@ -440,18 +457,16 @@ impl Template {
                 Some("WEBSOCKET") => ApiKind::WebSocket,
                 _ => ApiKind::Http,
             };
-            apis.entry(api_id.clone())
-                .or_insert_with(|| TemplateApi {
-                    id: api_id,
-                    kind,
-                    routes: Vec::new(),
-                })
-                .routes
-                .push(TemplateRoute {
+            TemplateApi::add(
+                &mut apis,
+                api_id,
+                kind,
+                TemplateRoute {
                     name: key.to_owned(),
                     declared_by: rid.clone(),
                     authorized,
-                });
+                },
+            );
         }
         apis.into_values().collect()
     }
@@ -843,13 +858,7 @@ mod tests {
     use super::*;
 
     fn table(names: &[&str]) -> RouteTable {
-        RouteTable::new(
-            names
-                .iter()
-                .map(|n| Route::parse(n).unwrap().unwrap())
-                .collect(),
-        )
-        .unwrap()
+        RouteTable::of(names)
     }
 
     const SHORT: &str = r#"

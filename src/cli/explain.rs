@@ -35,7 +35,7 @@ use crate::config::{Env, JwtConfig, ProcessEnv};
 use crate::event::{AuthzRequest, Flavor};
 use crate::explain::{explain, Explanation};
 use crate::jwks::KeyStore;
-use crate::store::{BundleFiles, Snapshot};
+use crate::store::Snapshot;
 use crate::token::{parse_object, UnverifiedJwt};
 
 /// The method ARN used when none is given: the API's root in stage `prod`. It reaches no
@@ -385,15 +385,9 @@ pub fn run(args: &Args) -> ExitCode {
         Ok(d) => d,
         Err(e) => return super::config_failure(&e),
     };
-    let files = match BundleFiles::read_dir(&dir) {
+    let files = match super::read_bundle(&dir) {
         Ok(f) => f,
-        Err(e) => {
-            eprintln!(
-                "cedargate: cannot read the bundle in `{}`: {e}",
-                dir.display()
-            );
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let snapshot = match Snapshot::compile(files, dir.display().to_string()) {
         Ok((s, _)) => s,

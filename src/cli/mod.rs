@@ -12,12 +12,13 @@ mod token;
 mod test;
 mod validate;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 use crate::config::{ConfigError, PolicySource, ProcessEnv};
+use crate::store::BundleFiles;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -144,6 +145,17 @@ pub fn main() -> ExitCode {
 }
 
 /// Prints a configuration error once and returns exit code 1.
+/// Reads the bundle's files, or says why not (exit 1).
+pub fn read_bundle(dir: &Path) -> Result<BundleFiles, ExitCode> {
+    BundleFiles::read_dir(dir).map_err(|e| {
+        eprintln!(
+            "cedargate: cannot read the bundle in `{}`: {e}",
+            dir.display()
+        );
+        ExitCode::from(1)
+    })
+}
+
 pub fn config_failure(e: &ConfigError) -> ExitCode {
     eprintln!("cedargate: {e}");
     ExitCode::from(1)

@@ -7,7 +7,7 @@ use std::process::{Command, ExitCode};
 
 use crate::config::PolicySource;
 use crate::store::published::{rfc3339_now, Built, Git, Published, Summary};
-use crate::store::{BundleFiles, Snapshot};
+use crate::store::Snapshot;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -52,15 +52,9 @@ pub fn run(args: &Args) -> ExitCode {
         }
         Some(Err(e)) => return super::config_failure(&e),
     };
-    let files = match BundleFiles::read_dir(&dir) {
+    let files = match super::read_bundle(&dir) {
         Ok(f) => f,
-        Err(e) => {
-            eprintln!(
-                "cedargate: cannot read the bundle in `{}`: {e}",
-                dir.display()
-            );
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     // The same compile the authorizer does: what is published is what will load.
     let snapshot = match Snapshot::compile(files.clone(), dir.display().to_string()) {

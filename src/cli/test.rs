@@ -8,7 +8,7 @@
 use std::process::ExitCode;
 
 use crate::policy_tests::{self, CaseResult, Coverage};
-use crate::store::{BundleFiles, Snapshot};
+use crate::store::Snapshot;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -24,15 +24,9 @@ pub fn run(args: &Args) -> ExitCode {
         Ok(d) => d,
         Err(e) => return super::config_failure(&e),
     };
-    let files = match BundleFiles::read_dir(&dir) {
+    let files = match super::read_bundle(&dir) {
         Ok(f) => f,
-        Err(e) => {
-            eprintln!(
-                "cedargate: cannot read the bundle in `{}`: {e}",
-                dir.display()
-            );
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let snapshot = match Snapshot::compile(files, dir.display().to_string()) {
         Ok((s, _warnings)) => s,

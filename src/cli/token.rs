@@ -51,15 +51,7 @@ pub fn run(args: &Args, env: &dyn Env) -> ExitCode {
     {
         eprintln!("cedargate: note: CEDARGATE_ISSUER is set, so `serve` trusts that issuer, not the development issuer this token comes from");
     }
-    let audience = env
-        .get("CEDARGATE_AUDIENCE")
-        .and_then(|v| {
-            v.split(',')
-                .map(str::trim)
-                .find(|s| !s.is_empty())
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| issuer::DEFAULT_AUDIENCE.to_owned());
+    let audience = issuer::audience(env);
     let key = match DevKey::load_or_create(Path::new(issuer::KEY_FILE)) {
         Ok(k) => k,
         Err(e) => {

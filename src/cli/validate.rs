@@ -12,7 +12,7 @@
 
 use std::process::ExitCode;
 
-use crate::store::{BundleFiles, Snapshot};
+use crate::store::Snapshot;
 use crate::template::Template;
 
 /// The SAM template checked beside the bundle, when there is one.
@@ -32,15 +32,9 @@ pub fn run(args: &Args) -> ExitCode {
         Ok(d) => d,
         Err(e) => return super::config_failure(&e),
     };
-    let files = match BundleFiles::read_dir(&dir) {
+    let files = match super::read_bundle(&dir) {
         Ok(f) => f,
-        Err(e) => {
-            eprintln!(
-                "cedargate: cannot read the bundle in `{}`: {e}",
-                dir.display()
-            );
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let origin = dir.display().to_string();
     match Snapshot::compile(files, origin) {

@@ -240,13 +240,7 @@ mod tests {
             "GET /x/{xId}",
             "GET /x/42",
         ];
-        let table = RouteTable::new(
-            names
-                .iter()
-                .map(|n| Route::parse(n).unwrap().unwrap())
-                .collect(),
-        )
-        .unwrap();
+        let table = RouteTable::of(&names);
         for (id, route) in table.routes().iter().enumerate() {
             let (m, p) = sample(&table, id, route).unwrap();
             assert_eq!(

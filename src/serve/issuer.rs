@@ -43,6 +43,19 @@ pub const PREFIX: &str = "/dev-issuer";
 pub const KEY_FILE: &str = ".cedargate/dev-issuer.pem";
 /// The audience of the dev issuer's tokens unless `CEDARGATE_AUDIENCE` names another.
 pub const DEFAULT_AUDIENCE: &str = "https://api.cedargate.example";
+
+/// The audience the dev issuer puts into its tokens: the first one `CEDARGATE_AUDIENCE` names,
+/// else [`DEFAULT_AUDIENCE`]. `serve` and `token` share it, so their tokens agree.
+pub fn audience(env: &dyn crate::config::Env) -> String {
+    env.get("CEDARGATE_AUDIENCE")
+        .and_then(|v| {
+            v.split(',')
+                .map(str::trim)
+                .find(|s| !s.is_empty())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| DEFAULT_AUDIENCE.to_owned())
+}
 /// Access and ID token lifetime.
 pub const TOKEN_TTL: Duration = Duration::from_secs(3600);
 const CODE_TTL: Duration = Duration::from_secs(60);

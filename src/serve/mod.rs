@@ -261,15 +261,7 @@ pub async fn run(opts: Options, env: &dyn Env) -> Result<(), String> {
         let keys = KeyStore::new(&jwt).await.map_err(|e| e.to_string())?;
         (None, jwt, keys)
     } else {
-        let audience = env
-            .get("CEDARGATE_AUDIENCE")
-            .and_then(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .find(|s| !s.is_empty())
-                    .map(str::to_owned)
-            })
-            .unwrap_or_else(|| issuer::DEFAULT_AUDIENCE.to_owned());
+        let audience = issuer::audience(env);
         let dev = DevIssuer::new(addr, &opts.key_file, &audience).map_err(|e| e.to_string())?;
         forced.insert("CEDARGATE_ISSUER", dev.url().to_owned());
         forced.insert("CEDARGATE_AUDIENCE", audience);
