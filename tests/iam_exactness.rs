@@ -2,7 +2,7 @@
 //!
 //! Random route tables (literal-vs-parameter overlaps, `{proxy+}`, `ANY`, the root path),
 //! random decisions, and concrete requests are generated; the policy cedargate builds is
-//! evaluated by an IAM matcher written here (character-level `*` and `?`, explicit Deny wins),
+//! evaluated by the tests' own IAM matcher (`common::allows`: character-level `*` and `?`, explicit Deny wins),
 //! and the route each request reaches is computed by a reference router written here (not
 //! cedargate's). For every request that reaches a route, the policy must answer exactly the
 //! route's decision. The one permitted deviation: an allowed route that the builder reports as
@@ -22,55 +22,13 @@
     clippy::panic
 )]
 
+mod common;
+
+use common::{allows, iam_match};
+
 use cedargate::iam::{PolicyDocument, Target};
 use cedargate::routes::{Method, Route, RouteTable, METHODS};
 use proptest::prelude::*;
-
-/// IAM's wildcard match: `*` any run of characters (including `/` and none), `?` one.
-fn iam_match(pattern: &str, subject: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let s: Vec<char> = subject.chars().collect();
-    let (mut pi, mut si) = (0usize, 0usize);
-    let (mut star, mut mark) = (None::<usize>, 0usize);
-    while si < s.len() {
-        if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = si;
-            pi += 1;
-        } else if pi < p.len() && (p[pi] == '?' || p[pi] == s[si]) {
-            pi += 1;
-            si += 1;
-        } else if let Some(st) = star {
-            pi = st + 1;
-            mark += 1;
-            si = mark;
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
-}
-
-/// IAM evaluation of an authorizer policy for one ARN: explicit Deny wins, then Allow.
-fn allows(doc: &serde_json::Value, arn: &str) -> bool {
-    let mut allowed = false;
-    for st in doc["Statement"].as_array().unwrap() {
-        let hit = st["Resource"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| iam_match(r.as_str().unwrap(), arn));
-        match st["Effect"].as_str().unwrap() {
-            "Deny" if hit => return false,
-            "Allow" if hit => allowed = true,
-            _ => {}
-        }
-    }
-    allowed
-}
 
 #[derive(Clone, Debug, PartialEq)]
 enum Tok {

@@ -38,31 +38,14 @@ fn message(body: &Value) -> &str {
 #[tokio::test]
 async fn one_authorizer_call_answers_every_route_correctly_from_the_cache() {
     let s = Serve::start("cache", &[], &[]);
-    let routes: Value = s
-        .http
-        .get(s.url("/_cedargate/routes"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let routes = s.get_json("/_cedargate/routes").await;
     let routes = routes["routes"].as_array().unwrap().clone();
     assert!(routes.len() >= 11, "{routes:#?}");
 
     let mut expected_calls = 0;
     for user in ["reader", "editor", "admin", "operator", "analyst", "guest"] {
         let token = s.token(user, &[]);
-        let explanation: Value = s
-            .http
-            .get(s.url("/_cedargate/explain"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let explanation = s.explain(&token).await;
         let mut allowed_somewhere = false;
         let mut denied_somewhere = false;
         for route in &routes {
@@ -359,22 +342,7 @@ async fn reloads_keep_api_gateway_cache_semantics_and_refuse_invalid_bundles() {
     let after = s.token("reader", &["--expires-in", "3599"]);
     let (st, body) = s.call("GET", "/prod/pets/42", Some(&after), None).await;
     assert_eq!((st, message(&body)), (403, EXPLICIT), "{body}");
-    let explanation: Value = s
-        .http
-        .get(s.url("/_cedargate/explain"))
-        .bearer_auth(&before)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let pet = explanation["routes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["route"] == "GET /pets/{petId}")
-        .unwrap();
+    let pet = s.explained_route(&before, "GET /pets/{petId}").await;
     assert_eq!(pet["allowed"], false);
     assert_eq!(
         pet["reasons"],
@@ -528,35 +496,14 @@ async fn development_endpoints_and_loopback_rules() {
         .unwrap();
     assert_eq!(res.status(), 401);
     let reader = s.token("reader", &[]);
-    let x: Value = s
-        .http
-        .get(s.url("/_cedargate/explain"))
-        .bearer_auth(&reader)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let pets = x["routes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["route"] == "GET /pets")
-        .unwrap();
+    let pets = s.explained_route(&reader, "GET /pets").await;
     assert_eq!(pets["allowed"], true);
     assert_eq!(pets["reasons"], json!(["policies/pets.cedar#readers-read"]));
     assert_eq!(pets["gateway"], "allow");
     // Discovery and JWKS of the development issuer, with the port in the issuer URL.
-    let d: Value = s
-        .http
-        .get(s.url("/dev-issuer/.well-known/openid-configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let d = s
+        .get_json("/dev-issuer/.well-known/openid-configuration")
+        .await;
     assert_eq!(
         d["issuer"],
         format!("http://127.0.0.1:{}/dev-issuer", s.port)

@@ -182,6 +182,34 @@ pub fn allows(doc: &Value, arn: &str) -> bool {
     allowed
 }
 
+/// Reads the child's piped stdout and stderr line by line on background threads, handing each
+/// line to `on_line` (a child whose pipes are not read blocks once they fill up).
+pub fn drain_output<F>(child: &mut Child, on_line: F)
+where
+    F: Fn(String) + Clone + Send + 'static,
+{
+    for pipe in [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let on_line = on_line.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                on_line(line);
+            }
+        });
+    }
+}
+
 /// The real Lambda runtime API, emulated by `cargo lambda watch`, running this crate's binary.
 pub struct LambdaEmulator {
     child: Child,
@@ -230,25 +258,7 @@ impl LambdaEmulator {
         }
         let mut child = cmd.spawn().expect("cargo lambda watch");
         // Keep the emulator's output flowing (and visible with --nocapture).
-        for pipe in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    eprintln!("[lambda] {line}");
-                }
-            });
-        }
+        drain_output(&mut child, |line| eprintln!("[lambda] {line}"));
         wait_for_port(port, Duration::from_secs(120));
         let client = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(600))
@@ -322,26 +332,10 @@ impl Moto {
             .stderr(Stdio::piped())
             .spawn()
             .expect("moto_server");
-        for pipe in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let log = self.log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    log.lock().unwrap().push(strip_ansi(&line));
-                }
-            });
-        }
+        let log = self.log.clone();
+        drain_output(&mut child, move |line| {
+            log.lock().unwrap().push(strip_ansi(&line))
+        });
         self.child = Some(child);
         wait_for_port(self.port, Duration::from_secs(60));
     }

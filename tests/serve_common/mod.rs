@@ -139,15 +139,44 @@ impl Serve {
         token_in(&self.dir, user, self.port, args)
     }
 
-    pub async fn status(&self) -> Value {
+    /// A GET without a token, answered with JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
         self.http
-            .get(self.url("/status"))
+            .get(self.url(path))
             .send()
             .await
             .unwrap()
             .json()
             .await
             .unwrap()
+    }
+
+    pub async fn status(&self) -> Value {
+        self.get_json("/status").await
+    }
+
+    /// The development explain endpoint's answer for a token: every route with its decision.
+    pub async fn explain(&self, token: &str) -> Value {
+        self.http
+            .get(self.url("/_cedargate/explain"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// One route of [`Serve::explain`]'s answer, by route name.
+    pub async fn explained_route(&self, token: &str, route: &str) -> Value {
+        self.explain(token).await["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["route"] == route)
+            .unwrap_or_else(|| panic!("no route {route} in the explanation"))
+            .clone()
     }
 
     pub async fn invocations(&self) -> u64 {
