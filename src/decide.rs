@@ -211,7 +211,7 @@ impl Decisions {
 }
 
 /// How much to evaluate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Detail {
     /// Only what the decision needs: routes without a candidate permit are denied unevaluated.
     Decision,

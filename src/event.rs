@@ -1,23 +1,32 @@
 //! Authorizer event → [`AuthzRequest`]: what cedargate needs to know about one request.
 //!
-//! Stage: first. Input: the JSON event API Gateway sends to a Lambda authorizer, parsed with
-//! `aws_lambda_events`. Output: the token as the client sent it, the method ARN, and the
-//! caller-scoped facts that Cedar's context may use (source IP, user agent, headers, time).
+//! Stage: first. Input: the JSON text of the event API Gateway sends to a Lambda authorizer.
+//! Output: the token as the client sent it, the method ARN, and the caller-scoped facts that
+//! Cedar's context may use (source IP, user agent, headers, time), plus what the event shows
+//! about API Gateway's cache key.
 //!
 //! Flavours: REST `TOKEN`; REST `REQUEST` (payload 1.0); HTTP API payload `1.0` and `2.0`;
 //! WebSocket `$connect` (a `REQUEST` event whose method ARN ends in `$connect`).
 //!
-//! Invariants: nothing here trusts the token; an event that is not an authorizer event is an
-//! [`EventError`], never a panic. A WebSocket client cannot set headers, so for `$connect`
-//! only, the token may come from a query-string parameter.
+//! ## Lenient where the client writes, strict where API Gateway does
+//! The event is read in one pass into borrowed structs that name only the fields cedargate
+//! uses (no intermediate JSON tree, no copies of strings without escapes). Headers, query
+//! parameters and cookies are written by the client, so they are read leniently: a header
+//! whose name is not an HTTP token or whose value holds a control character is skipped and
+//! reported by name ([`SkippedHeader`]) — never by value, which may be a token — and the rest
+//! of the event still counts. One odd byte in an unrelated header must not turn a valid token
+//! into a 401, nor its parse error put the `Authorization` value into a log. A field of the
+//! wrong type is treated as absent; a missing method ARN is an [`EventError`].
+//!
+//! Invariants: nothing here trusts the token; no input makes this panic. A WebSocket client
+//! cannot set headers, so for `$connect` only, the token may come from a query parameter.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
 
-use aws_lambda_events::apigw::{
-    ApiGatewayCustomAuthorizerRequest, ApiGatewayCustomAuthorizerRequestTypeRequest,
-    ApiGatewayV2CustomAuthorizerV1Request, ApiGatewayV2CustomAuthorizerV2Request,
-};
-use serde_json::Value;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
 
 use crate::arn::{ArnError, MethodArn};
 use crate::routes::WEBSOCKET_CONNECT;
@@ -25,7 +34,7 @@ use crate::routes::WEBSOCKET_CONNECT;
 /// Query-string parameters a WebSocket `$connect` may carry the token in.
 pub const WEBSOCKET_TOKEN_PARAMS: [&str; 2] = ["access_token", "token"];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Flavor {
     /// REST API, TOKEN authorizer.
@@ -55,6 +64,25 @@ pub enum EventError {
     Arn(#[from] ArnError),
 }
 
+/// A header the event carried but cedargate could not use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkippedHeader {
+    /// A valid name (lower case) with a value that is not a string or holds a control
+    /// character.
+    BadValue(String),
+    /// A name that is not an HTTP token; only its length is kept (it may be anything).
+    BadName { len: usize },
+}
+
+impl fmt::Display for SkippedHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadValue(name) => write!(f, "`{name}` (its value is not a header value)"),
+            Self::BadName { len } => write!(f, "a header whose {len}-byte name is not a token"),
+        }
+    }
+}
+
 /// One authorization request, whatever the flavour.
 #[derive(Debug, Clone)]
 pub struct AuthzRequest {
@@ -73,6 +101,42 @@ pub struct AuthzRequest {
     pub route_key: Option<String>,
     /// What the event shows about how API Gateway caches the answer.
     pub cache: CacheScope,
+    /// The values of the authorizer's identity sources, when the event carries them (HTTP
+    /// APIs): what API Gateway keys its cache on.
+    pub identity_values: Option<Vec<String>>,
+    /// Headers skipped as unusable (reported by name, never by value).
+    pub skipped_headers: Vec<SkippedHeader>,
+}
+
+impl AuthzRequest {
+    /// A header by lower-case name.
+    pub fn header(&self, lower: &str) -> Option<&str> {
+        self.headers.get(lower).map(String::as_str)
+    }
+
+    /// A request with no event behind it (`explain --token`, policy tests): a REST REQUEST
+    /// to `arn` carrying the given facts.
+    pub fn synthetic(
+        arn: MethodArn,
+        source_ip: Option<String>,
+        headers: BTreeMap<String, String>,
+        user_agent: Option<String>,
+        request_time_ms: Option<i64>,
+    ) -> Self {
+        Self {
+            flavor: Flavor::Request,
+            authorization: None,
+            arn,
+            source_ip,
+            user_agent,
+            headers,
+            request_time_ms,
+            route_key: None,
+            cache: CacheScope::Unknown,
+            identity_values: None,
+            skipped_headers: Vec::new(),
+        }
+    }
 }
 
 /// How far API Gateway reuses a cached answer, as far as the event shows. Only HTTP API 2.0
@@ -92,18 +156,443 @@ pub enum CacheScope {
     Unknown,
 }
 
+// ---- The event as JSON ------------------------------------------------------------------
+
+/// A JSON value where a string is expected: anything else counts as absent.
+#[derive(Debug, Clone, Default)]
+enum Lenient<'a> {
+    Str(Cow<'a, str>),
+    Int(i64),
+    #[default]
+    Other,
+}
+
+impl<'a> Lenient<'a> {
+    fn str(&self) -> Option<&str> {
+        match self {
+            Self::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+    fn int(&self) -> Option<i64> {
+        match self {
+            Self::Int(n) => Some(*n),
+            _ => None,
+        }
+    }
+}
+
+struct LenientVisitor;
+
+impl<'de> Visitor<'de> for LenientVisitor {
+    type Value = Lenient<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Lenient::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Lenient::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Lenient::Str(Cow::Owned(v)))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Lenient::Int(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(i64::try_from(v).map_or(Lenient::Other, Lenient::Int))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Lenient::Other)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Lenient::Other)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Lenient::Other)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Lenient::Other)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Lenient::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Lenient::Other)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Lenient<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LenientVisitor)
+    }
+}
+
+/// A JSON object of client-chosen names and values (headers, query parameters), every entry
+/// kept in order, duplicates included; anything but an object counts as empty.
+#[derive(Debug, Default)]
+struct Pairs<'a>(Vec<(Cow<'a, str>, Lenient<'a>)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Pairs<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct PairsVisitor;
+        impl<'de> Visitor<'de> for PairsVisitor {
+            type Value = Pairs<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                // Keys through `Lenient`, which borrows them (serde's own `Cow` always copies).
+                while let Some(key) = map.next_key::<Lenient<'de>>()? {
+                    let value = map.next_value::<Lenient<'de>>()?;
+                    if let Lenient::Str(key) = key {
+                        out.push((key, value));
+                    }
+                }
+                Ok(Pairs(out))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Pairs::default())
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Pairs::default())
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Pairs::default())
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_any(self)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Pairs::default())
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Pairs::default())
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Pairs::default())
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Pairs::default())
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Pairs::default())
+            }
+        }
+        d.deserialize_any(PairsVisitor)
+    }
+}
+
+impl Pairs<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.str())
+    }
+    fn string_values(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().filter_map(|(_, v)| v.str())
+    }
+}
+
+/// `identitySource`: an array of values (HTTP API 2.0), one comma-joined string (1.0), or
+/// something else (which says nothing trustworthy).
+#[derive(Debug, Default)]
+enum IdentitySource<'a> {
+    #[default]
+    Absent,
+    Values(Vec<Lenient<'a>>),
+    One(Cow<'a, str>),
+    Unreadable,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for IdentitySource<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = IdentitySource<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("identity source values")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(v) = seq.next_element::<Lenient<'de>>()? {
+                    out.push(v);
+                }
+                Ok(IdentitySource::Values(out))
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(IdentitySource::One(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(IdentitySource::One(Cow::Owned(v.to_owned())))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(IdentitySource::Absent)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(IdentitySource::Absent)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_any(self)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(IdentitySource::Unreadable)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(IdentitySource::Unreadable)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(IdentitySource::Unreadable)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(IdentitySource::Unreadable)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(IdentitySource::Unreadable)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A JSON object of known shape where the event may have anything: anything but an object
+/// counts as absent, so one odd field never refuses the whole event. (`T`'s own fields are
+/// lenient, so an object never fails to read either.)
+#[derive(Debug)]
+struct MaybeObject<T>(Option<T>);
+
+impl<T> Default for MaybeObject<T> {
+    fn default() -> Self {
+        Self(None)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for MaybeObject<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = MaybeObject<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|t| MaybeObject(Some(t)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(MaybeObject(None))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(MaybeObject(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(MaybeObject(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(MaybeObject(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(MaybeObject(None))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(MaybeObject(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(MaybeObject(None))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(MaybeObject(None))
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_any(self)
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// A JSON array of strings (cookies); anything else counts as empty, non-strings are dropped.
+#[derive(Debug, Default)]
+struct Strings<'a>(Vec<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Strings<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Strings<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array of strings")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(v) = seq.next_element::<Lenient<'de>>()? {
+                    if let Lenient::Str(s) = v {
+                        out.push(s);
+                    }
+                }
+                Ok(Strings(out))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Strings::default())
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Strings::default())
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Strings::default())
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Strings::default())
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Strings::default())
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Strings::default())
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Strings::default())
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Strings::default())
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_any(self)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawIdentity<'a> {
+    #[serde(rename = "sourceIp", default, borrow)]
+    source_ip: Lenient<'a>,
+    #[serde(rename = "userAgent", default, borrow)]
+    user_agent: Lenient<'a>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawContext<'a> {
+    #[serde(default, borrow)]
+    identity: MaybeObject<RawIdentity<'a>>,
+    /// HTTP API 2.0.
+    #[serde(default, borrow)]
+    http: MaybeObject<RawIdentity<'a>>,
+    #[serde(rename = "requestTimeEpoch", default, borrow)]
+    request_time_epoch: Lenient<'a>,
+    #[serde(rename = "timeEpoch", default, borrow)]
+    time_epoch: Lenient<'a>,
+    #[serde(rename = "routeKey", default, borrow)]
+    route_key: Lenient<'a>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Raw<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Lenient<'a>,
+    #[serde(default, borrow)]
+    version: Lenient<'a>,
+    #[serde(rename = "methodArn", default, borrow)]
+    method_arn: Lenient<'a>,
+    #[serde(rename = "routeArn", default, borrow)]
+    route_arn: Lenient<'a>,
+    #[serde(rename = "authorizationToken", default, borrow)]
+    authorization_token: Lenient<'a>,
+    #[serde(rename = "identitySource", default, borrow)]
+    identity_source: IdentitySource<'a>,
+    #[serde(rename = "routeKey", default, borrow)]
+    route_key: Lenient<'a>,
+    #[serde(default, borrow)]
+    headers: Pairs<'a>,
+    #[serde(rename = "queryStringParameters", default, borrow)]
+    query: Pairs<'a>,
+    #[serde(rename = "pathParameters", default, borrow)]
+    path_parameters: Pairs<'a>,
+    #[serde(default, borrow)]
+    cookies: Strings<'a>,
+    #[serde(rename = "requestContext", default, borrow)]
+    request_context: MaybeObject<RawContext<'a>>,
+}
+
+// ---- From JSON to a request ---------------------------------------------------------------
+
+fn malformed(flavor: &'static str, reason: impl fmt::Display) -> EventError {
+    EventError::Malformed {
+        flavor,
+        reason: reason.to_string(),
+    }
+}
+
+/// An HTTP header name: a token (RFC 9110 §5.6.2).
+fn header_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// An HTTP header value: visible characters, spaces and tabs, and bytes beyond ASCII (RFC 9110
+/// §5.5); no control characters, which is what a header parser refuses.
+fn header_value_ok(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80)
+}
+
+/// The usable headers by lower-case name (the first of a repeated name, as API Gateway's
+/// single-value map keeps one), and the ones skipped.
+fn headers_of(pairs: &Pairs<'_>) -> (BTreeMap<String, String>, Vec<SkippedHeader>) {
+    let mut out = BTreeMap::new();
+    let mut skipped = Vec::new();
+    for (name, value) in &pairs.0 {
+        if !header_name_ok(name) {
+            skipped.push(SkippedHeader::BadName { len: name.len() });
+            continue;
+        }
+        let lower = name.to_ascii_lowercase();
+        match value.str().filter(|v| header_value_ok(v)) {
+            Some(v) => {
+                out.entry(lower).or_insert_with(|| v.to_owned());
+            }
+            None => skipped.push(SkippedHeader::BadValue(lower)),
+        }
+    }
+    (out, skipped)
+}
+
+/// A meaningful value: API Gateway's samples use `"..."` and `"IP"` as placeholders.
+fn present(v: Option<&str>) -> Option<String> {
+    v.map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
 /// The cache scope of an HTTP API 2.0 event.
 ///
 /// The route key counts as an identity source only if it appears among the identity source
 /// values more often than among the values a client chooses (headers, query parameters, path
 /// parameters, cookies): a client who sends `X-Anything: GET /pets` cannot make an authorizer
 /// keyed on `$request.header.X-Anything` look route-keyed.
-fn cache_scope_v2(event: &Value, route_key: Option<&str>) -> CacheScope {
-    let sources: Vec<&str> = match event.get("identitySource") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
-        Some(Value::String(s)) => vec![s.as_str()],
-        Some(_) => return CacheScope::AllRoutes,
+fn cache_scope_v2(raw: &Raw<'_>, route_key: Option<&str>) -> CacheScope {
+    let sources: Vec<&str> = match &raw.identity_source {
+        IdentitySource::Absent => Vec::new(),
+        IdentitySource::Values(v) => v.iter().filter_map(Lenient::str).collect(),
+        IdentitySource::One(s) => vec![s],
+        IdentitySource::Unreadable => return CacheScope::AllRoutes,
     };
     if sources.is_empty() {
         return CacheScope::Uncached;
@@ -113,18 +602,15 @@ fn cache_scope_v2(event: &Value, route_key: Option<&str>) -> CacheScope {
     };
     let in_sources = sources.iter().filter(|s| **s == key).count();
     let mut chosen_by_client = 0usize;
-    for field in ["headers", "queryStringParameters", "pathParameters"] {
-        if let Some(Value::Object(m)) = event.get(field) {
-            chosen_by_client += m.values().filter(|v| v.as_str() == Some(key)).count();
-        }
+    for pairs in [&raw.headers, &raw.query, &raw.path_parameters] {
+        chosen_by_client += pairs.string_values().filter(|v| *v == key).count();
     }
-    if let Some(Value::Array(cookies)) = event.get("cookies") {
-        chosen_by_client += cookies
-            .iter()
-            .filter_map(Value::as_str)
-            .filter(|c| *c == key || c.split_once('=').is_some_and(|(_, v)| v == key))
-            .count();
-    }
+    chosen_by_client += raw
+        .cookies
+        .0
+        .iter()
+        .filter(|c| *c == key || c.split_once('=').is_some_and(|(_, v)| v == key))
+        .count();
     if in_sources > chosen_by_client {
         CacheScope::PerRoute
     } else {
@@ -132,215 +618,165 @@ fn cache_scope_v2(event: &Value, route_key: Option<&str>) -> CacheScope {
     }
 }
 
-/// The route key of an event: top level (HTTP API 2.0) or in `requestContext`.
-fn route_key_of(event: &Value) -> Option<String> {
-    event
-        .get("routeKey")
-        .or_else(|| event.get("requestContext").and_then(|c| c.get("routeKey")))
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-}
-
-fn malformed(flavor: &'static str, reason: impl std::fmt::Display) -> EventError {
-    EventError::Malformed {
-        flavor,
-        reason: reason.to_string(),
+/// The identity source values, when the event carries them.
+fn identity_values(raw: &Raw<'_>) -> Option<Vec<String>> {
+    match &raw.identity_source {
+        IdentitySource::Absent | IdentitySource::Unreadable => None,
+        IdentitySource::Values(v) => Some(
+            v.iter()
+                .filter_map(Lenient::str)
+                .map(str::to_owned)
+                .collect(),
+        ),
+        // Payload 1.0 joins the values with commas.
+        IdentitySource::One(s) => Some(s.split(',').map(str::to_owned).collect()),
     }
-}
-
-fn headers_of(map: &http::HeaderMap) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for (name, value) in map {
-        if let Ok(v) = value.to_str() {
-            // The first value of a repeated header, as API Gateway's single-value map does.
-            out.entry(name.as_str().to_ascii_lowercase())
-                .or_insert_with(|| v.to_owned());
-        }
-    }
-    out
-}
-
-/// A meaningful value: API Gateway's samples use `"..."` and `"IP"` as placeholders.
-fn present(v: Option<&String>) -> Option<String> {
-    v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
 }
 
 impl AuthzRequest {
     /// Parses an event from JSON text.
     pub fn from_json(text: &str) -> Result<Self, EventError> {
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| EventError::NotJson(e.to_string()))?;
-        Self::from_value(value)
+        let mut de = serde_json::Deserializer::from_str(text);
+        let raw = match Raw::deserialize(&mut de).and_then(|r| de.end().map(|()| r)) {
+            Ok(r) => r,
+            // Not an object (`[]`, `null`, a bare string), or one with a field twice. serde's
+            // message for these may quote the input (a bare token, say), so it is not used.
+            Err(e) if e.is_data() => {
+                return Err(EventError::Unrecognized(format!(
+                    "expected a JSON object with each field once (line {}, column {})",
+                    e.line(),
+                    e.column()
+                )))
+            }
+            // Syntax errors name a position, never the text around it.
+            Err(e) => return Err(EventError::NotJson(e.to_string())),
+        };
+        Self::from_raw(&raw)
     }
 
     /// Parses an event already decoded as JSON.
-    pub fn from_value(value: Value) -> Result<Self, EventError> {
-        let Some(obj) = value.as_object() else {
-            return Err(EventError::Unrecognized(
-                "expected a JSON object".to_owned(),
-            ));
-        };
-        let kind = obj
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let version = obj
-            .get("version")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        match (kind.as_str(), version.as_str()) {
-            ("TOKEN", _) => Self::token(value),
-            ("REQUEST", "2.0") => Self::http_v2(value),
-            ("REQUEST", "1.0") => Self::http_v1(value),
-            ("REQUEST", _) => Self::request(value),
-            ("", _) => Err(EventError::Unrecognized("no `type` field".to_owned())),
-            (other, _) => Err(EventError::Unrecognized(format!(
-                "unknown type `{}`",
-                other.chars().take(64).collect::<String>()
-            ))),
-        }
+    pub fn from_value(value: &serde_json::Value) -> Result<Self, EventError> {
+        Self::from_json(&value.to_string())
     }
 
-    fn token(value: Value) -> Result<Self, EventError> {
-        const F: &str = "TOKEN";
-        let ev: ApiGatewayCustomAuthorizerRequest =
-            serde_json::from_value(value).map_err(|e| malformed(F, e))?;
-        let arn = ev
-            .method_arn
-            .as_deref()
-            .ok_or_else(|| malformed(F, "no `methodArn`"))?;
-        Ok(Self {
-            flavor: Flavor::Token,
-            authorization: ev.authorization_token,
-            arn: MethodArn::parse(arn)?,
+    fn from_raw(raw: &Raw<'_>) -> Result<Self, EventError> {
+        let kind = raw.kind.str().unwrap_or_default();
+        let version = raw.version.str().unwrap_or_default();
+        let flavor = match (kind, version) {
+            ("TOKEN", _) => Flavor::Token,
+            ("REQUEST", "2.0") => Flavor::HttpV2,
+            ("REQUEST", "1.0") => Flavor::HttpV1,
+            ("REQUEST", _) => Flavor::Request,
+            ("", _) => return Err(EventError::Unrecognized("no `type` field".to_owned())),
+            (other, _) => {
+                return Err(EventError::Unrecognized(format!(
+                    "unknown type `{}`",
+                    crate::token::shown(other)
+                )))
+            }
+        };
+        let name = match flavor {
+            Flavor::Token => "TOKEN",
+            Flavor::Request | Flavor::WebSocket => "REQUEST",
+            Flavor::HttpV1 => "HTTP API 1.0",
+            Flavor::HttpV2 => "HTTP API 2.0",
+        };
+        let arn_text = match flavor {
+            Flavor::HttpV2 => raw
+                .route_arn
+                .str()
+                .ok_or_else(|| malformed(name, "no `routeArn`"))?,
+            _ => raw
+                .method_arn
+                .str()
+                .ok_or_else(|| malformed(name, "no `methodArn`"))?,
+        };
+        let arn = MethodArn::parse(arn_text)?;
+        let ctx = raw.request_context.0.as_ref();
+        let route_key = raw
+            .route_key
+            .str()
+            .or_else(|| ctx.and_then(|c| c.route_key.str()))
+            .map(str::to_owned);
+        let mut req = Self {
+            flavor,
+            authorization: None,
+            arn,
             source_ip: None,
             user_agent: None,
             headers: BTreeMap::new(),
             request_time_ms: None,
-            route_key: None,
+            route_key,
             cache: CacheScope::Unknown,
-        })
-    }
-
-    fn request(value: Value) -> Result<Self, EventError> {
-        const F: &str = "REQUEST";
-        // Fields the typed event does not carry (WebSocket's `requestTimeEpoch`, `userAgent`).
-        let extra = |path: &[&str]| {
-            let mut v = &value;
-            for p in path {
-                v = v.get(p)?;
-            }
-            Some(v.clone())
+            identity_values: None,
+            skipped_headers: Vec::new(),
         };
-        let time = extra(&["requestContext", "requestTimeEpoch"]).and_then(|v| v.as_i64());
-        let ua = extra(&["requestContext", "identity", "userAgent"])
-            .and_then(|v| v.as_str().map(str::to_owned));
-        let route_key = route_key_of(&value);
-        let ev: ApiGatewayCustomAuthorizerRequestTypeRequest =
-            serde_json::from_value(value.clone()).map_err(|e| malformed(F, e))?;
-        let arn_text = ev
-            .method_arn
-            .as_deref()
-            .ok_or_else(|| malformed(F, "no `methodArn`"))?;
-        let arn = MethodArn::parse(arn_text)?;
-        let headers = headers_of(&ev.headers);
-        let websocket = arn.resource == WEBSOCKET_CONNECT;
-        let mut authorization = headers.get("authorization").cloned();
-        if websocket && authorization.is_none() {
-            authorization = WEBSOCKET_TOKEN_PARAMS
-                .iter()
-                .find_map(|p| ev.query_string_parameters.first(p).map(str::to_owned));
+        if flavor == Flavor::Token {
+            // A TOKEN event carries the token and the ARN, nothing else about the request.
+            req.route_key = None;
+            req.authorization = raw.authorization_token.str().map(str::to_owned);
+            return Ok(req);
         }
-        let identity = ev.request_context.identity.as_ref();
-        let user_agent = present(headers.get("user-agent")).or(ua);
-        Ok(Self {
-            flavor: if websocket {
-                Flavor::WebSocket
-            } else {
-                Flavor::Request
-            },
-            authorization,
-            arn,
-            source_ip: present(identity.and_then(|i| i.source_ip.as_ref())),
-            user_agent,
-            headers,
-            request_time_ms: time,
-            route_key,
-            cache: CacheScope::Unknown,
-        })
-    }
-
-    fn http_v1(value: Value) -> Result<Self, EventError> {
-        const F: &str = "HTTP API 1.0";
-        let time = value
-            .get("requestContext")
-            .and_then(|c| c.get("timeEpoch").or_else(|| c.get("requestTimeEpoch")))
-            .and_then(Value::as_i64);
-        let route_key = route_key_of(&value);
-        let ev: ApiGatewayV2CustomAuthorizerV1Request =
-            serde_json::from_value(value).map_err(|e| malformed(F, e))?;
-        let arn = ev
-            .method_arn
-            .as_deref()
-            .ok_or_else(|| malformed(F, "no `methodArn`"))?;
-        let headers = headers_of(&ev.headers);
-        let authorization = headers
-            .get("authorization")
-            .cloned()
-            .or(ev.authorization_token);
-        Ok(Self {
-            flavor: Flavor::HttpV1,
-            authorization,
-            arn: MethodArn::parse(arn)?,
-            source_ip: present(ev.request_context.identity.source_ip.as_ref()),
-            user_agent: present(headers.get("user-agent")),
-            headers,
-            request_time_ms: time,
-            route_key,
-            cache: CacheScope::Unknown,
-        })
-    }
-
-    fn http_v2(value: Value) -> Result<Self, EventError> {
-        const F: &str = "HTTP API 2.0";
-        let route_key = route_key_of(&value);
-        let cache = cache_scope_v2(&value, route_key.as_deref());
-        let ev: ApiGatewayV2CustomAuthorizerV2Request =
-            serde_json::from_value(value).map_err(|e| malformed(F, e))?;
-        let arn = ev
-            .route_arn
-            .as_deref()
-            .ok_or_else(|| malformed(F, "no `routeArn`"))?;
-        let headers = headers_of(&ev.headers);
-        // The identity source, when it is the Authorization header, is also in `headers`.
-        let authorization = headers.get("authorization").cloned().or_else(|| {
-            ev.identity_source
-                .as_ref()
-                .and_then(|s| match s.as_slice() {
-                    [only] => Some(only.clone()),
-                    _ => None,
-                })
-        });
-        let http = &ev.request_context.http;
-        Ok(Self {
-            flavor: Flavor::HttpV2,
-            authorization,
-            arn: MethodArn::parse(arn)?,
-            source_ip: present(http.source_ip.as_ref()),
-            user_agent: present(http.user_agent.as_ref())
-                .or_else(|| present(headers.get("user-agent"))),
-            headers,
-            request_time_ms: Some(ev.request_context.time_epoch),
-            route_key,
-            cache,
-        })
+        let (headers, skipped) = headers_of(&raw.headers);
+        req.headers = headers;
+        req.skipped_headers = skipped;
+        let identity = ctx.and_then(|c| c.identity.0.as_ref());
+        let http = ctx.and_then(|c| c.http.0.as_ref());
+        match flavor {
+            Flavor::HttpV2 => {
+                req.cache = cache_scope_v2(raw, req.route_key.as_deref());
+                req.identity_values = identity_values(raw);
+                // The identity source, when it is the Authorization header, is also in
+                // `headers`; a single identity source value is the token otherwise.
+                req.authorization = req.header("authorization").map(str::to_owned).or_else(|| {
+                    match &raw.identity_source {
+                        IdentitySource::Values(v) => match v.as_slice() {
+                            [only] => only.str().map(str::to_owned),
+                            _ => None,
+                        },
+                        _ => None,
+                    }
+                });
+                req.source_ip = present(http.and_then(|h| h.source_ip.str()));
+                req.user_agent = present(http.and_then(|h| h.user_agent.str()))
+                    .or_else(|| present(req.header("user-agent")));
+                req.request_time_ms = ctx.and_then(|c| c.time_epoch.int());
+            }
+            Flavor::HttpV1 => {
+                req.identity_values = identity_values(raw);
+                req.authorization = req
+                    .header("authorization")
+                    .map(str::to_owned)
+                    .or_else(|| raw.authorization_token.str().map(str::to_owned));
+                req.source_ip = present(identity.and_then(|i| i.source_ip.str()));
+                req.user_agent = present(req.header("user-agent"));
+                req.request_time_ms =
+                    ctx.and_then(|c| c.time_epoch.int().or_else(|| c.request_time_epoch.int()));
+            }
+            Flavor::Request | Flavor::WebSocket | Flavor::Token => {
+                if req.arn.resource == WEBSOCKET_CONNECT {
+                    req.flavor = Flavor::WebSocket;
+                }
+                req.authorization = req.header("authorization").map(str::to_owned);
+                if req.flavor == Flavor::WebSocket && req.authorization.is_none() {
+                    req.authorization = WEBSOCKET_TOKEN_PARAMS
+                        .iter()
+                        .find_map(|p| raw.query.get(p).map(str::to_owned));
+                }
+                req.source_ip = present(identity.and_then(|i| i.source_ip.str()));
+                req.user_agent = present(req.header("user-agent"))
+                    .or_else(|| present(identity.and_then(|i| i.user_agent.str())));
+                req.request_time_ms = ctx.and_then(|c| c.request_time_epoch.int());
+            }
+        }
+        Ok(req)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{json, Value};
+
     use super::*;
 
     fn fixture(name: &str) -> Value {
@@ -353,48 +789,53 @@ mod tests {
         serde_json::from_str(&text).unwrap()
     }
 
+    fn parse(v: &Value) -> AuthzRequest {
+        AuthzRequest::from_value(v).unwrap()
+    }
+
     #[test]
     fn token_event() {
-        let r =
-            AuthzRequest::from_value(fixture("example-apigw-custom-auth-request.json")).unwrap();
+        let r = parse(&fixture("example-apigw-custom-auth-request.json"));
         assert_eq!(r.flavor, Flavor::Token);
         assert_eq!(r.authorization.as_deref(), Some("allow"));
         assert_eq!(r.arn.stage, "*");
         assert_eq!(r.arn.resource, "GET/");
+        assert!(r.headers.is_empty() && r.source_ip.is_none());
     }
 
     #[test]
     fn request_event() {
         let mut v = fixture("example-apigw-custom-auth-request-type-request.json");
         v["headers"]["Authorization"] = "Bearer abc".into();
-        let r = AuthzRequest::from_value(v).unwrap();
+        let r = parse(&v);
         assert_eq!(r.flavor, Flavor::Request);
         assert_eq!(r.authorization.as_deref(), Some("Bearer abc"));
         assert_eq!(r.arn.resource, "GET/request");
-        assert_eq!(
-            r.headers.get("headerauth1").map(String::as_str),
-            Some("headerValue1")
-        );
+        assert_eq!(r.header("headerauth1"), Some("headerValue1"));
+        assert!(r.skipped_headers.is_empty());
     }
 
     #[test]
     fn http_api_events() {
-        let r = AuthzRequest::from_value(fixture(
+        let r = parse(&fixture(
             "example-apigw-v2-custom-authorizer-v1-request.json",
-        ))
-        .unwrap();
+        ));
         assert_eq!(r.flavor, Flavor::HttpV1);
         assert_eq!(r.authorization.as_deref(), Some("user1,123"));
-        let r = AuthzRequest::from_value(fixture(
+        assert_eq!(
+            r.identity_values,
+            Some(vec!["user1".to_owned(), "123".to_owned()])
+        );
+        let r = parse(&fixture(
             "example-apigw-v2-custom-authorizer-v2-request.json",
-        ))
-        .unwrap();
+        ));
         assert_eq!(r.flavor, Flavor::HttpV2);
         assert_eq!(
             r.authorization, None,
             "two identity sources: none is the token"
         );
         assert_eq!(r.request_time_ms, Some(1_583_348_638_390));
+        assert_eq!(r.source_ip.as_deref(), Some("IP"));
     }
 
     #[test]
@@ -402,46 +843,33 @@ mod tests {
         // The sample without identity sources: API Gateway cannot cache.
         let v =
             fixture("example-apigw-v2-custom-authorizer-v2-request-without-identity-source.json");
-        let r = AuthzRequest::from_value(v).unwrap();
+        let r = parse(&v);
         assert_eq!(r.cache, CacheScope::Uncached);
         assert_eq!(r.route_key.as_deref(), Some("$default"));
         // Identity sources without the route key: one answer for every route.
         let mut v = fixture("example-apigw-v2-custom-authorizer-v2-request.json");
-        assert_eq!(
-            AuthzRequest::from_value(v.clone()).unwrap().cache,
-            CacheScope::AllRoutes
-        );
+        assert_eq!(parse(&v).cache, CacheScope::AllRoutes);
         // `$context.routeKey` among them: per route.
-        v["identitySource"] = serde_json::json!(["Bearer x", "$default"]);
-        assert_eq!(
-            AuthzRequest::from_value(v.clone()).unwrap().cache,
-            CacheScope::PerRoute
-        );
+        v["identitySource"] = json!(["Bearer x", "$default"]);
+        assert_eq!(parse(&v).cache, CacheScope::PerRoute);
         // A client-chosen header carrying the route key does not count.
-        v["identitySource"] = serde_json::json!(["Bearer x", "GET /pets"]);
+        v["identitySource"] = json!(["Bearer x", "GET /pets"]);
         v["routeKey"] = "GET /pets".into();
         v["headers"]["x-route"] = "GET /pets".into();
-        assert_eq!(
-            AuthzRequest::from_value(v.clone()).unwrap().cache,
-            CacheScope::AllRoutes
-        );
-        v["identitySource"] = serde_json::json!(["Bearer x", "GET /pets", "GET /pets"]);
-        assert_eq!(
-            AuthzRequest::from_value(v.clone()).unwrap().cache,
-            CacheScope::PerRoute
-        );
-        v["identitySource"] = serde_json::json!(["GET /pets"]);
+        assert_eq!(parse(&v).cache, CacheScope::AllRoutes);
+        v["identitySource"] = json!(["Bearer x", "GET /pets", "GET /pets"]);
+        assert_eq!(parse(&v).cache, CacheScope::PerRoute);
+        v["identitySource"] = json!(["GET /pets"]);
         v["headers"].as_object_mut().unwrap().remove("x-route");
-        v["cookies"] = serde_json::json!(["r=GET /pets"]);
-        assert_eq!(
-            AuthzRequest::from_value(v).unwrap().cache,
-            CacheScope::AllRoutes
-        );
+        v["cookies"] = json!(["r=GET /pets"]);
+        assert_eq!(parse(&v).cache, CacheScope::AllRoutes);
+        // Identity sources that are not values say nothing to rely on.
+        v["identitySource"] = json!({"a": 1});
+        assert_eq!(parse(&v).cache, CacheScope::AllRoutes);
         // Other flavours do not say.
-        let r = AuthzRequest::from_value(fixture(
+        let r = parse(&fixture(
             "example-apigw-v2-custom-authorizer-v1-request.json",
-        ))
-        .unwrap();
+        ));
         assert_eq!(r.cache, CacheScope::Unknown);
     }
 
@@ -449,7 +877,7 @@ mod tests {
     fn websocket_event_takes_the_token_from_the_query() {
         let mut v = fixture("example-apigw-v2-custom-authorizer-websocket-request.json");
         v["queryStringParameters"]["token"] = "eyJ.x.y".into();
-        let r = AuthzRequest::from_value(v).unwrap();
+        let r = parse(&v);
         assert_eq!(r.flavor, Flavor::WebSocket);
         assert_eq!(r.authorization.as_deref(), Some("eyJ.x.y"));
         assert_eq!(r.source_ip.as_deref(), Some("1.2.3.4"));
@@ -463,12 +891,60 @@ mod tests {
             "",
             "[]",
             "null",
+            "5",
             "{}",
             r#"{"type":"TOKEN"}"#,
             r#"{"type":"X"}"#,
             r#"{"type":"REQUEST","methodArn":5}"#,
+            r#"{"type":"REQUEST","methodArn":"arn:aws:s3:::b/k"}"#,
+            r#"{"type":"TOKEN","methodArn":"arn:aws:execute-api:us-east-1:123456789012:a/prod/GET/"} trailing"#,
+            r#"{"type":"TOKEN","methodArn":"#,
         ] {
             assert!(AuthzRequest::from_json(text).is_err(), "{text}");
         }
+    }
+
+    #[test]
+    fn odd_fields_count_as_absent() {
+        let v = json!({
+            "type": "REQUEST",
+            "methodArn": "arn:aws:execute-api:us-east-1:123456789012:a/prod/GET/x",
+            "headers": ["not", "an", "object"],
+            "queryStringParameters": 7,
+            "requestContext": {"identity": "nobody", "requestTimeEpoch": "soon"},
+            "cookies": {"a": 1},
+        });
+        let r = parse(&v);
+        assert!(r.headers.is_empty() && r.source_ip.is_none() && r.request_time_ms.is_none());
+    }
+
+    #[test]
+    fn one_bad_header_is_skipped_by_name_and_the_rest_counts() {
+        let mut v = fixture("example-apigw-custom-auth-request-type-request.json");
+        v["headers"]["Authorization"] = "Bearer eyJ.good.token".into();
+        v["headers"]["X-Odd"] = "a\u{1}b".into();
+        v["headers"]["X-Null"] = Value::Null;
+        v["headers"]["bad name"] = "v".into();
+        let r = parse(&v);
+        assert_eq!(r.authorization.as_deref(), Some("Bearer eyJ.good.token"));
+        assert_eq!(r.header("x-odd"), None);
+        assert_eq!(
+            r.skipped_headers,
+            vec![
+                SkippedHeader::BadValue("x-odd".into()),
+                SkippedHeader::BadValue("x-null".into()),
+                SkippedHeader::BadName { len: 8 },
+            ]
+        );
+        // A bad `Authorization` value is skipped like any other: no token, never logged.
+        v["headers"]["Authorization"] = "Bearer eyJ.bad\u{7f}".into();
+        let r = parse(&v);
+        assert_eq!(r.authorization, None);
+        let shown: Vec<String> = r.skipped_headers.iter().map(ToString::to_string).collect();
+        assert!(shown.iter().all(|s| !s.contains("eyJ")), "{shown:?}");
+        assert!(
+            shown.iter().any(|s| s.contains("`authorization`")),
+            "{shown:?}"
+        );
     }
 }

@@ -1,8 +1,9 @@
 //! The authorizer: one event in, one response (or `Unauthorized`) out.
 //!
-//! This is the exact code the Lambda runs; `invoke` and `serve` call it too. It wires the
-//! stages together: event → token → verified claims → Cedar request parts → decisions →
-//! IAM policy → response.
+//! This is the exact code the Lambda runs; `invoke` and `serve` call it too. It is the async
+//! edge around the pure core ([`crate::authorize::authorize`]): it keeps the policy store
+//! fresh, verifies the token (a key lookup may fetch), holds the caches, writes the logs, and
+//! maps every refusal to the one [`Unauthorized`].
 //!
 //! ## 401, 403 and 500
 //! API Gateway turns a Lambda error whose message is exactly `Unauthorized` into 401, a policy
@@ -12,34 +13,37 @@
 //! nothing a client sends can produce another error. With no valid policy bundle loaded, a
 //! valid token gets a Deny for everything.
 //!
-//! ## One answer per flavour
-//! REST and HTTP API events get the route-wide IAM policy of `iam`. A WebSocket `$connect`
-//! gets a policy naming `{stage}/$connect` alone: it is the only route a WebSocket API
-//! authorizes. With `CEDARGATE_RESPONSE=simple`, HTTP API 2.0 events get the requested route's
-//! decision as `isAuthorized` — unless the event shows identity sources without the route key
-//! (API Gateway would then reuse the answer for every route), which is answered `false` and
-//! logged as `simple_response_refused`. A route key that the schema's route table does not
-//! give for the ARN is logged as `route_mismatch` and, in a simple response, never allowed.
+//! ## Caches (warm Lambda, `invoke`, `serve`)
+//! - Verified claims per token (its SHA-256), until `exp`: a repeat token costs no signature
+//!   check.
+//! - Decisions per (bundle, facts digest): callers with the same facts share one entry, so a
+//!   never-seen token whose facts are known costs one signature check and a lookup.
+//! - The route-independent part of each IAM policy per (bundle, decisions, API and stage).
 //!
-//! Caches (warm Lambda, `invoke`, `serve`): verified claims per token until `exp`; decisions
-//! per (bundle, token, caller facts) unless the schema's context uses the time. Both are
-//! bounded and keyed by a hash; tokens are never logged, only a short fingerprint.
+//! All three are bounded by [`quick_cache`] (S3-FIFO): an entry enters a small probationary
+//! queue and moves to the main one only when it is used again, so a flood of one-off tokens,
+//! or of requests varying a fact, evicts its own kind and never the warm entries other
+//! callers share. Tokens are never logged, only a short fingerprint; header values never.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
+use quick_cache::sync::Cache;
+use quick_cache::Weighter;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
+use crate::authorize::{
+    authorize, Answer, BaseKey, DecisionKey, Input, Memo, Note, Outcome, PolicyBase,
+};
 use crate::claims::{VerifiedClaims, Verifier};
-use crate::config::{JwtConfig, ResponseConfig, ResponseMode};
-use crate::decide::{decide, Detail};
-use crate::event::{AuthzRequest, CacheScope, Flavor};
-use crate::iam::{Base, Plan, PolicyDocument, Shape, Target};
-use crate::response::{context, usage_key, ContextShape, PolicyResponse, SimpleResponse};
-use crate::routes::Route;
-use crate::store::{Snapshot, Store};
+use crate::config::{JwtConfig, ResponseConfig};
+use crate::decide::{Decisions, Detail};
+use crate::event::AuthzRequest;
+use crate::facts::ClaimError;
+use crate::store::Store;
+use crate::time::unix_now;
 use crate::token::UnverifiedJwt;
 
 /// The one error API Gateway maps to 401. Its message must be exactly `Unauthorized`.
@@ -47,62 +51,110 @@ use crate::token::UnverifiedJwt;
 #[error("Unauthorized")]
 pub struct Unauthorized;
 
-const CACHE_LIMIT: usize = 10_000;
+/// How many verified tokens are kept (about a kilobyte each).
+const CLAIMS_ENTRIES: usize = 10_000;
+/// How much memory memoized decisions may take, in (estimated) bytes.
+const DECISION_BYTES: u64 = 32 << 20;
+/// How much memory memoized policy bases may take, in (estimated) bytes.
+const BASE_BYTES: u64 = 32 << 20;
 
-/// What the response decides: a policy over every route, or the requested route's decision.
+/// Weighs a memo entry by the bytes it holds, roughly.
+#[derive(Debug, Clone, Copy, Default)]
+struct Bytes;
+
+impl Weighter<DecisionKey, Arc<Decisions>> for Bytes {
+    fn weight(&self, _: &DecisionKey, d: &Arc<Decisions>) -> u64 {
+        let text: usize = d
+            .routes
+            .iter()
+            .map(|r| {
+                r.reasons
+                    .iter()
+                    .map(|p| p.to_string().len() + 24)
+                    .sum::<usize>()
+                    + r.errors.iter().map(|e| e.len() + 24).sum::<usize>()
+            })
+            .sum();
+        (128 + d.routes.len() * 56 + text) as u64
+    }
+}
+
+impl Weighter<BaseKey, Arc<PolicyBase>> for Bytes {
+    fn weight(&self, k: &BaseKey, b: &Arc<PolicyBase>) -> u64 {
+        let (_, base) = &**b;
+        (256 + k.allowed.len() * 8 + base.weight()) as u64
+    }
+}
+
+/// How often the memo answered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemoStats {
+    pub claims_hits: u64,
+    pub claims_misses: u64,
+    pub decision_hits: u64,
+    pub decision_misses: u64,
+    pub base_hits: u64,
+    pub base_misses: u64,
+    pub decision_entries: usize,
+    pub base_entries: usize,
+    pub claims_entries: usize,
+}
+
+/// The decision and policy-base memo, bounded.
 #[derive(Debug)]
-enum Answer {
-    Policy(Shape),
-    Simple(bool),
+struct CacheMemo {
+    decisions: Cache<DecisionKey, Arc<Decisions>, Bytes>,
+    bases: Cache<BaseKey, Arc<PolicyBase>, Bytes>,
+    decision_hits: AtomicU64,
+    decision_misses: AtomicU64,
+    base_hits: AtomicU64,
+    base_misses: AtomicU64,
 }
 
-/// The route key the event says API Gateway matched, when it is not the route the schema's
-/// table gives for the ARN (parameter names aside). `None`: they agree, or the event has none.
-fn route_drift<'a>(req: &'a AuthzRequest, routed: Option<&Route>) -> Option<&'a str> {
-    let key = req.route_key.as_deref()?;
-    let same = match (Route::parse(key), routed) {
-        (Ok(Some(matched)), Some(ours)) => matched.shape() == ours.shape(),
-        _ => false,
-    };
-    (!same).then_some(key)
-}
-
-#[derive(Debug)]
-struct DecisionEntry {
-    allowed: Vec<bool>,
-    principal: String,
-    /// The part of the policy that does not depend on the requested route, computed on first
-    /// use (the decision key includes the API and stage, so the ARN prefix is fixed here).
-    base: OnceLock<(Arc<Plan>, Base)>,
-}
-
-/// A bounded map that is cleared when full: simple, and enough for a warm Lambda's working set.
-#[derive(Debug)]
-struct Bounded<V> {
-    map: Mutex<HashMap<[u8; 32], V>>,
-}
-
-impl<V: Clone> Bounded<V> {
+impl CacheMemo {
     fn new() -> Self {
         Self {
-            map: Mutex::new(HashMap::new()),
+            decisions: Cache::with_weighter(10_000, DECISION_BYTES, Bytes),
+            bases: Cache::with_weighter(10_000, BASE_BYTES, Bytes),
+            decision_hits: AtomicU64::new(0),
+            decision_misses: AtomicU64::new(0),
+            base_hits: AtomicU64::new(0),
+            base_misses: AtomicU64::new(0),
         }
-    }
-    fn get(&self, k: &[u8; 32]) -> Option<V> {
-        self.map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(k)
-            .cloned()
-    }
-    fn put(&self, k: [u8; 32], v: V) {
-        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        if m.len() >= CACHE_LIMIT {
-            m.clear();
-        }
-        m.insert(k, v);
     }
 }
+
+impl Memo for CacheMemo {
+    fn decisions(
+        &self,
+        key: DecisionKey,
+        compute: &mut dyn FnMut() -> Result<Arc<Decisions>, ClaimError>,
+    ) -> Result<Arc<Decisions>, ClaimError> {
+        if let Some(d) = self.decisions.get(&key) {
+            self.decision_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(d);
+        }
+        self.decision_misses.fetch_add(1, Ordering::Relaxed);
+        let d = compute()?;
+        self.decisions.insert(key, d.clone());
+        Ok(d)
+    }
+
+    fn base(&self, key: BaseKey, compute: &mut dyn FnMut() -> Arc<PolicyBase>) -> Arc<PolicyBase> {
+        if let Some(b) = self.bases.get(&key) {
+            self.base_hits.fetch_add(1, Ordering::Relaxed);
+            return b;
+        }
+        self.base_misses.fetch_add(1, Ordering::Relaxed);
+        let b = compute();
+        self.bases.insert(key, b.clone());
+        b
+    }
+}
+
+/// The verified-claims cache key: the SHA-256 of the token.
+type TokenKey = [u8; 32];
 
 /// The authorizer with its key store, policy store and caches.
 #[derive(Debug)]
@@ -112,15 +164,12 @@ pub struct Authorizer {
     response: ResponseConfig,
     max_token_bytes: usize,
     leeway: u64,
-    claims_cache: Bounded<Arc<VerifiedClaims>>,
-    decision_cache: Bounded<Arc<DecisionEntry>>,
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    claims: Cache<TokenKey, Arc<VerifiedClaims>>,
+    claims_hits: AtomicU64,
+    claims_misses: AtomicU64,
+    memo: CacheMemo,
+    /// Notes already logged for a bundle revision (logged once per bundle, not per request).
+    warned: Mutex<HashSet<(String, String)>>,
 }
 
 impl Authorizer {
@@ -136,8 +185,11 @@ impl Authorizer {
             response,
             max_token_bytes: jwt.max_token_bytes,
             leeway: jwt.leeway.as_secs(),
-            claims_cache: Bounded::new(),
-            decision_cache: Bounded::new(),
+            claims: Cache::new(CLAIMS_ENTRIES),
+            claims_hits: AtomicU64::new(0),
+            claims_misses: AtomicU64::new(0),
+            memo: CacheMemo::new(),
+            warned: Mutex::new(HashSet::new()),
         }
     }
 
@@ -145,17 +197,48 @@ impl Authorizer {
         &self.store
     }
 
-    /// Handles one authorizer event: the response JSON, or [`Unauthorized`].
-    pub async fn handle(&self, event: Value) -> Result<Value, Unauthorized> {
+    /// The response settings in use.
+    pub fn response_config(&self) -> &ResponseConfig {
+        &self.response
+    }
+
+    /// How often the caches answered so far.
+    pub fn memo_stats(&self) -> MemoStats {
+        let m = &self.memo;
+        MemoStats {
+            claims_hits: self.claims_hits.load(Ordering::Relaxed),
+            claims_misses: self.claims_misses.load(Ordering::Relaxed),
+            decision_hits: m.decision_hits.load(Ordering::Relaxed),
+            decision_misses: m.decision_misses.load(Ordering::Relaxed),
+            base_hits: m.base_hits.load(Ordering::Relaxed),
+            base_misses: m.base_misses.load(Ordering::Relaxed),
+            decision_entries: m.decisions.len(),
+            base_entries: m.bases.len(),
+            claims_entries: self.claims.len(),
+        }
+    }
+
+    /// Handles one authorizer event given as JSON.
+    pub async fn handle(&self, event: &Value) -> Result<Value, Unauthorized> {
+        self.handle_json(&event.to_string()).await
+    }
+
+    /// Handles one authorizer event given as JSON text: the response JSON, or
+    /// [`Unauthorized`].
+    pub async fn handle_json(&self, event: &str) -> Result<Value, Unauthorized> {
         self.store.ensure_fresh().await;
         let started = Instant::now();
-        let req = match AuthzRequest::from_value(event) {
+        let req = match AuthzRequest::from_json(event) {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(event = "unauthorized", reason = %e, "event refused");
                 return Err(Unauthorized);
             }
         };
+        for skipped in &req.skipped_headers {
+            // By name only: the value may be a token.
+            tracing::warn!(event = "header_skipped", arn = %req.arn, header = %skipped, "a request header was skipped as unusable");
+        }
         let Some(raw) = req.authorization.as_deref() else {
             tracing::info!(event = "unauthorized", reason = "no token", arn = %req.arn, "no token");
             return Err(Unauthorized);
@@ -168,133 +251,43 @@ impl Authorizer {
             }
         };
         let claims = self.verified(&token).await?;
-        let simple = self.simple_responses(&req);
-        let Some(snapshot) = self.store.current() else {
-            tracing::error!(event = "decision", token = %token.fingerprint(), reason = "no valid policy bundle", "denying everything");
-            let answer = if simple {
-                Answer::Simple(false)
-            } else {
-                Answer::Policy(Shape {
-                    deny: vec!["*".to_owned()],
-                    ..Shape::default()
-                })
-            };
-            return Ok(self.respond(&req, claims.sub(), &claims, &answer, "none"));
+        let snapshot = self.store.current();
+        let input = Input {
+            request: &req,
+            claims: &claims,
+            now: SystemTime::now(),
         };
-        let entry = match self.decisions(&snapshot, &token, &claims, &req) {
-            Ok(e) => e,
+        let outcome = match authorize(
+            snapshot.as_deref(),
+            &input,
+            &self.response,
+            Detail::Decision,
+            &self.memo,
+        ) {
+            Ok(o) => o,
             Err(reason) => {
                 tracing::info!(event = "unauthorized", token = %token.fingerprint(), reason = %reason, "claims do not fit the schema");
                 return Err(Unauthorized);
             }
         };
-        let target_route = snapshot.routes.route_resource(&req.arn.resource);
-        let allowed = target_route.is_some_and(|r| entry.allowed.get(r).copied().unwrap_or(false));
-        let route_name = target_route
-            .and_then(|r| snapshot.routes.get(r))
-            .map_or("-", |r| r.name.as_str());
-        let drift = route_drift(&req, target_route.and_then(|r| snapshot.routes.get(r)));
-        if let Some(key) = drift {
-            tracing::warn!(
-                event = "route_mismatch",
-                arn = %req.arn,
-                route_key = key,
-                route = route_name,
-                "API Gateway matched another route than the schema's route table gives for this ARN: the API and the bundle have drifted apart"
-            );
-        }
-        let answer = if simple {
-            if req.cache == CacheScope::AllRoutes {
-                tracing::error!(
-                    event = "simple_response_refused",
-                    token = %token.fingerprint(),
-                    arn = %req.arn,
-                    "CEDARGATE_RESPONSE=simple, but the authorizer's identity sources do not include $context.routeKey: API Gateway would reuse this one answer for every route, so it is false. Add $context.routeKey to the identity sources, or remove the identity sources, or use CEDARGATE_RESPONSE=policy"
-                );
-                Answer::Simple(false)
-            } else {
-                // A route the schema's table does not agree on is never allowed.
-                Answer::Simple(allowed && drift.is_none())
-            }
-        } else if req.flavor == Flavor::WebSocket {
-            // A WebSocket API calls the authorizer for `$connect` only: the policy names that one
-            // resource (`{stage}/*/*` would not match it, and nothing else needs an answer).
-            let resource = vec![req.arn.resource.clone()];
-            Answer::Policy(if allowed {
-                Shape {
-                    allow_exact: resource,
-                    ..Shape::default()
-                }
-            } else {
-                Shape {
-                    deny_exact: resource,
-                    ..Shape::default()
-                }
-            })
-        } else {
-            Answer::Policy(self.shape(&snapshot, &entry, &req, target_route))
-        };
-        let response = self.respond(
-            &req,
-            &entry.principal,
-            &claims,
-            &answer,
-            snapshot.revision(),
-        );
-        let (allows, denies) = match &answer {
-            Answer::Policy(shape) => {
-                if !shape.inexact.is_empty() {
-                    let names: Vec<&str> = shape
-                        .inexact
-                        .iter()
-                        .filter_map(|r| snapshot.routes.get(*r))
-                        .map(|r| r.name.as_str())
-                        .collect();
-                    tracing::warn!(
-                        event = "policy_inexpressible",
-                        token = %token.fingerprint(),
-                        routes = ?names,
-                        "these allowed routes cannot be expressed exactly in one IAM policy beside the denied ones; cached answers for them will be 403 (key the authorizer cache on the route, or change the route table)"
-                    );
-                }
-                (shape.allow.len(), shape.deny.len())
-            }
-            Answer::Simple(_) => (0, 0),
-        };
-        tracing::info!(
-            event = "decision",
-            token = %token.fingerprint(),
-            principal = %entry.principal,
-            arn = %req.arn,
-            route = route_name,
-            allowed,
-            response = if simple { "simple" } else { "policy" },
-            revision = %snapshot.revision(),
-            allows,
-            denies,
-            micros = started.elapsed().as_micros() as u64,
-            "decision"
-        );
-        Ok(response)
-    }
-
-    /// Whether this event gets a simple response: only HTTP API 2.0 events can take one.
-    fn simple_responses(&self, req: &AuthzRequest) -> bool {
-        self.response.mode == ResponseMode::Simple && req.flavor == Flavor::HttpV2
+        self.log(&outcome, &token, &req, started);
+        Ok(outcome.response)
     }
 
     async fn verified(&self, token: &UnverifiedJwt) -> Result<Arc<VerifiedClaims>, Unauthorized> {
-        let key: [u8; 32] = Sha256::digest(token.as_str().as_bytes()).into();
-        if let Some(c) = self.claims_cache.get(&key) {
+        let key: TokenKey = token.digest();
+        if let Some(c) = self.claims.get(&key) {
             // A cached token is still checked for expiry on every use.
             if c.expires_at().saturating_add(self.leeway) > unix_now() {
+                self.claims_hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(c);
             }
         }
+        self.claims_misses.fetch_add(1, Ordering::Relaxed);
         match self.verifier.verify(token).await {
             Ok(c) => {
                 let c = Arc::new(c);
-                self.claims_cache.put(key, c.clone());
+                self.claims.insert(key, c.clone());
                 Ok(c)
             }
             Err(e) => {
@@ -304,127 +297,92 @@ impl Authorizer {
         }
     }
 
-    fn decisions(
-        &self,
-        snapshot: &Snapshot,
-        token: &UnverifiedJwt,
-        claims: &VerifiedClaims,
-        req: &AuthzRequest,
-    ) -> Result<Arc<DecisionEntry>, String> {
-        // Everything a decision can depend on besides the bundle and the token.
-        let mut h = Sha256::new();
-        h.update(snapshot.digest.as_bytes());
-        h.update([0]);
-        h.update(token.as_str().as_bytes());
-        for part in [
-            Some(req.arn.partition.as_str()),
-            Some(req.arn.region.as_str()),
-            Some(req.arn.account_id.as_str()),
-            Some(req.arn.api_id.as_str()),
-            Some(req.arn.stage.as_str()),
-            req.source_ip.as_deref(),
-            req.user_agent.as_deref(),
-        ] {
-            h.update([0]);
-            h.update(part.unwrap_or("\u{1}").as_bytes());
+    /// Whether `note` is logged for the first time for this bundle revision.
+    fn first_time(&self, revision: &str, note: String) -> bool {
+        let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+        if warned.len() >= 1_000 {
+            warned.clear();
         }
-        for (k, v) in &req.headers {
-            h.update([0]);
-            h.update(k.as_bytes());
-            h.update([1]);
-            h.update(v.as_bytes());
-        }
-        let key: [u8; 32] = h.finalize().into();
-        let cacheable = !snapshot.mapping.uses_time();
-        if cacheable {
-            if let Some(e) = self.decision_cache.get(&key) {
-                return Ok(e);
-            }
-        }
-        let caller = snapshot
-            .mapping
-            .caller(claims, req, &snapshot.base_entities, SystemTime::now())
-            .map_err(|e| e.to_string())?;
-        let decisions =
-            decide(&snapshot.index, &caller, Detail::Decision).map_err(|e| e.to_string())?;
-        for (route, d) in decisions.routes.iter().enumerate() {
-            for err in &d.errors {
-                let name = snapshot.routes.get(route).map_or("-", |r| r.name.as_str());
-                tracing::warn!(event = "policy_error", route = name, error = %err, "a policy failed to evaluate and was ignored");
-            }
-        }
-        let entry = Arc::new(DecisionEntry {
-            allowed: decisions.allowed(),
-            principal: caller.principal.id().unescaped().to_owned(),
-            base: OnceLock::new(),
-        });
-        if cacheable {
-            self.decision_cache.put(key, entry.clone());
-        }
-        Ok(entry)
+        warned.insert((revision.to_owned(), note))
     }
 
-    fn shape(
-        &self,
-        snapshot: &Snapshot,
-        entry: &DecisionEntry,
-        req: &AuthzRequest,
-        target: Option<usize>,
-    ) -> Shape {
-        let (plan, base) = entry
-            .base
-            .get_or_init(|| snapshot.policy_base(&req.arn, &entry.allowed));
-        plan.finish(
-            base,
-            Target {
-                resource: &req.arn.resource,
-                route: target,
-            },
-        )
-    }
-
-    fn respond(
-        &self,
-        req: &AuthzRequest,
-        principal: &str,
-        claims: &VerifiedClaims,
-        answer: &Answer,
-        revision: &str,
-    ) -> Value {
-        // Payload 2.0 passes arrays and objects in `context` through; the others need it flat.
-        let shape = if req.flavor == Flavor::HttpV2 {
-            ContextShape::Nested
-        } else {
-            ContextShape::Flat
-        };
-        let context = context(
-            claims,
-            &self.response.context_claims,
-            principal,
-            revision,
-            shape,
-        );
-        let value = match answer {
-            Answer::Simple(is_authorized) => serde_json::to_value(SimpleResponse {
-                is_authorized: *is_authorized,
-                context,
-            }),
-            Answer::Policy(shape) => {
-                // Usage plans exist for REST and WebSocket APIs only; HTTP APIs have none.
-                let usage_identifier_key = match req.flavor {
-                    Flavor::Token | Flavor::Request | Flavor::WebSocket => {
-                        usage_key(claims, self.response.usage_key.as_ref())
+    fn log(&self, outcome: &Outcome, token: &UnverifiedJwt, req: &AuthzRequest, started: Instant) {
+        let fingerprint = token.fingerprint();
+        let route = outcome.route_name.as_deref().unwrap_or("-");
+        for note in &outcome.notes {
+            match note {
+                Note::NoBundle => {
+                    tracing::error!(event = "decision", token = %fingerprint, reason = "no valid policy bundle", "denying everything");
+                }
+                Note::RouteMismatch { route_key } => tracing::warn!(
+                    event = "route_mismatch",
+                    arn = %req.arn,
+                    route_key = %route_key,
+                    route,
+                    "API Gateway matched another route than the schema's route table gives for this ARN: the API and the bundle have drifted apart"
+                ),
+                Note::SimpleRefused => tracing::error!(
+                    event = "simple_response_refused",
+                    token = %fingerprint,
+                    arn = %req.arn,
+                    "CEDARGATE_RESPONSE=simple, but the authorizer's identity sources do not include $context.routeKey: API Gateway would reuse this one answer for every route, so it is false. Add $context.routeKey to the identity sources, or remove the identity sources, or use CEDARGATE_RESPONSE=policy"
+                ),
+                Note::Inexpressible(names) => tracing::warn!(
+                    event = "policy_inexpressible",
+                    token = %fingerprint,
+                    routes = ?names,
+                    "these allowed routes cannot be expressed exactly in one IAM policy beside the denied ones; cached answers for them will be 403 (key the authorizer cache on the route, or change the route table)"
+                ),
+                Note::PolicyErrors(errors) => {
+                    for (name, error) in errors {
+                        tracing::warn!(event = "policy_error", route = %name, error = %error, "a policy failed to evaluate and was ignored");
                     }
-                    Flavor::HttpV1 | Flavor::HttpV2 => None,
-                };
-                serde_json::to_value(PolicyResponse {
-                    principal_id: principal.to_owned(),
-                    policy_document: PolicyDocument::from_shape(shape, &req.arn),
-                    context,
-                    usage_identifier_key,
-                })
+                }
+                Note::FactNotKeyed { fact, why } => {
+                    if self.first_time(&outcome.revision, format!("{fact:?}/{:?}", req.flavor)) {
+                        tracing::warn!(
+                            event = "fact_not_in_cache_key",
+                            fact = %fact,
+                            flavor = ?req.flavor,
+                            revision = %outcome.revision,
+                            "a policy reads {fact}, but {why} (logged once per bundle)"
+                        );
+                    }
+                }
             }
+        }
+        let (allows, denies, response) = match &outcome.answer {
+            Answer::Policy(shape) => (
+                shape.allow.len() + shape.allow_exact.len(),
+                shape.deny.len() + shape.deny_exact.len(),
+                "policy",
+            ),
+            Answer::Simple(_) => (0, 0, "simple"),
         };
-        value.unwrap_or(Value::Null)
+        let facts = outcome
+            .facts
+            .as_ref()
+            .and_then(|f| f.digest())
+            .map_or_else(|| "-".to_owned(), |d| d.short());
+        tracing::info!(
+            event = "decision",
+            token = %fingerprint,
+            principal = %outcome.principal,
+            arn = %req.arn,
+            route,
+            allowed = outcome.allowed,
+            response,
+            revision = %outcome.revision,
+            facts = %facts,
+            memo = match (&outcome.decisions, outcome.computed) {
+                (None, _) => "-",
+                (Some(_), true) => "miss",
+                (Some(_), false) => "hit",
+            },
+            allows,
+            denies,
+            micros = started.elapsed().as_micros() as u64,
+            "decision"
+        );
     }
 }

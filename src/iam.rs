@@ -229,6 +229,21 @@ impl Base {
     pub fn inexact(&self) -> &[RouteId] {
         &self.inexact
     }
+
+    /// Roughly how many bytes this holds (for bounded caches).
+    pub fn weight(&self) -> usize {
+        let texts: usize = self
+            .allow
+            .iter()
+            .chain(&self.deny)
+            .map(|s| s.len() + 24)
+            .sum();
+        let bits = (self.uncovered.words.len()
+            + self.denied_covered.words.len()
+            + self.allowed.words.len())
+            * 8;
+        texts + bits + self.routes.len() + self.inexact.len() * 8 + 128
+    }
 }
 
 /// Everything about a route table that does not depend on the caller: computed once at load.

@@ -34,7 +34,6 @@ use x509_parser::oid_registry::{
     OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
     OID_SIG_ED25519,
 };
-use x509_parser::pem::Pem;
 use x509_parser::prelude::FromDer;
 use x509_parser::public_key::{PublicKey, RSAPublicKey};
 use x509_parser::x509::SubjectPublicKeyInfo;
@@ -118,10 +117,6 @@ impl VerifyingKey {
     /// The issuer this key was discovered for, if it came from OIDC discovery.
     pub fn issuer(&self) -> Option<&str> {
         self.issuer.as_deref()
-    }
-
-    pub(crate) fn decoding_key(&self) -> &DecodingKey {
-        &self.key
     }
 
     pub(crate) fn fits(&self, alg: Algorithm) -> bool {
@@ -981,9 +976,7 @@ fn has_roca_fingerprint(n: &[u8]) -> bool {
 /// the tenant's signing certificate; its validity dates and signature are not what makes the
 /// key trustworthy, the configuration is).
 fn key_from_pem(bytes: &[u8]) -> Result<VerifyingKey, String> {
-    let blocks = Pem::iter_from_buffer(bytes)
-        .collect::<Result<Vec<Pem>, _>>()
-        .map_err(|e| format!("it is not valid PEM: {e}"))?;
+    let blocks = crate::pem::decode(bytes)?;
     // One block only: the second certificate of a chain is a CA, whose key must not verify
     // tokens.
     let [block] = blocks.as_slice() else {
@@ -992,7 +985,7 @@ fn key_from_pem(bytes: &[u8]) -> Result<VerifyingKey, String> {
             blocks.len()
         ));
     };
-    let der = block.contents.as_slice();
+    let der = block.der.as_slice();
     let material = match block.label.as_str() {
         "CERTIFICATE" => {
             let (rest, cert) = x509_parser::parse_x509_certificate(der)
@@ -1079,7 +1072,7 @@ pub(crate) mod test_support {
         EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
         ECDSA_P384_SHA384_FIXED_SIGNING,
     };
-    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
     use jsonwebtoken::{Algorithm, EncodingKey, Header};
     use serde_json::{json, Value};
@@ -1103,16 +1096,7 @@ pub(crate) mod test_support {
     }
 
     pub fn pem(label: &str, der: &[u8]) -> String {
-        let body = STANDARD.encode(der);
-        let lines: Vec<&str> = body
-            .as_bytes()
-            .chunks(64)
-            .map(|c| std::str::from_utf8(c).unwrap())
-            .collect();
-        format!(
-            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
-            lines.join("\n")
-        )
+        crate::pem::encode(label, der)
     }
 
     fn rsa_new() -> TestKey {

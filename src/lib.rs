@@ -3,10 +3,13 @@
 //! covers all of them.
 //!
 //! The modules are declared in pipeline order: each stage produces what the next consumes.
-//! The decision core (`entities` → `decide` → `iam` → `response`) is pure; only `jwks` and
-//! `store` do I/O.
+//! The request core (`authorize`: `facts` → `entities` → `decide` → `iam` → `response`) is
+//! pure; only `jwks`, `store` and the `handler` around the core do I/O.
 
 pub mod config;
+pub mod time;
+pub mod text;
+pub mod pem;
 
 pub mod event;
 pub mod arn;
@@ -14,17 +17,20 @@ pub mod token;
 pub mod jwks;
 pub mod claims;
 pub mod routes;
+pub mod facts;
 pub mod entities;
 pub mod decide;
 pub mod iam;
 pub mod response;
+pub mod authorize;
 pub mod handler;
+
+pub mod bundle;
+pub mod store;
 
 pub mod explain;
 pub mod policy_tests;
 pub mod template;
-
-pub mod store;
 
 pub mod serve;
 

@@ -706,35 +706,7 @@ impl Template {
 
 /// ` (did you mean `X`?)` for the known variable closest to a misspelt one, if close enough.
 fn did_you_mean(name: &str) -> String {
-    fn distance(a: &str, b: &str) -> usize {
-        let b: Vec<char> = b.chars().collect();
-        let mut row: Vec<usize> = (0..=b.len()).collect();
-        for (i, ca) in a.chars().enumerate() {
-            let mut prev = row.first().copied().unwrap_or(0);
-            if let Some(first) = row.first_mut() {
-                *first = i + 1;
-            }
-            for (j, cb) in b.iter().enumerate() {
-                let above = row.get(j + 1).copied().unwrap_or(usize::MAX);
-                let left = row.get(j).copied().unwrap_or(usize::MAX);
-                let diagonal = prev + usize::from(ca != *cb);
-                prev = above;
-                if let Some(cell) = row.get_mut(j + 1) {
-                    *cell = diagonal
-                        .min(above.saturating_add(1))
-                        .min(left.saturating_add(1));
-                }
-            }
-        }
-        row.last().copied().unwrap_or(usize::MAX)
-    }
-    KNOWN_VARIABLES
-        .iter()
-        .map(|k| (distance(name, k), *k))
-        .filter(|(d, _)| *d <= 3)
-        .min()
-        .map(|(_, k)| format!(" (did you mean `{k}`?)"))
-        .unwrap_or_default()
+    crate::text::did_you_mean(name, KNOWN_VARIABLES.iter().copied(), 3)
 }
 
 fn function_environment(r: &Map<String, Value>) -> Option<&Map<String, Value>> {

@@ -58,6 +58,8 @@ pub struct UnverifiedJwt {
     token: String,
     alg: Algorithm,
     kid: Option<String>,
+    /// SHA-256 of the token: the verified-claims cache key and the source of the fingerprint.
+    digest: [u8; 32],
 }
 
 /// The `typ` values that mean "a JWT": plain JWTs and OAuth access tokens (RFC 9068). Anything
@@ -129,6 +131,7 @@ impl UnverifiedJwt {
             token: token.to_owned(),
             alg,
             kid,
+            digest: Sha256::digest(token.as_bytes()).into(),
         })
     }
 
@@ -150,7 +153,12 @@ impl UnverifiedJwt {
     /// A short hex digest of the token (the first 8 bytes of its SHA-256), to correlate log
     /// lines without logging the token.
     pub fn fingerprint(&self) -> String {
-        fingerprint(&self.token)
+        hex::encode(self.digest.get(..8).unwrap_or_default())
+    }
+
+    /// The SHA-256 of the token (without the scheme).
+    pub fn digest(&self) -> [u8; 32] {
+        self.digest
     }
 
     /// `header.payload`: the bytes the signature covers.

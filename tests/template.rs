@@ -16,9 +16,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::process::Command;
 
+use cedargate::bundle::{BundleFiles, Snapshot};
 use cedargate::config::KNOWN_VARIABLES;
 use cedargate::routes::RouteKind;
-use cedargate::store::{BundleFiles, Snapshot};
 use cedargate::template::{s3_grants, ApiKind, Template, MAX_TTL_SECONDS};
 use common::{bundle_copy, mint, repo};
 use serde_json::{json, Value};
@@ -42,7 +42,7 @@ fn resource<'a>(t: &'a Template, id: &str) -> &'a Value {
 #[test]
 fn the_template_passes_the_checks_the_linters_do_not_make() {
     let t = template();
-    let findings = t.check(&snapshot().routes);
+    let findings = t.check(snapshot().routes());
     assert!(findings.errors.is_empty(), "{:#?}", findings.errors);
     assert!(findings.warnings.is_empty(), "{:#?}", findings.warnings);
 }
@@ -71,7 +71,7 @@ fn every_authorized_route_is_a_schema_route_and_the_reverse() {
     let t = template();
     let snap = snapshot();
     let schema: BTreeSet<String> = snap
-        .routes
+        .routes()
         .routes()
         .iter()
         .filter(|r| matches!(r.kind, RouteKind::Http { .. }))

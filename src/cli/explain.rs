@@ -1,9 +1,13 @@
 //! `cedargate explain`: why a caller gets what it gets ("why do I get 403?").
 //!
-//! For a token or a claims file, and optionally one method ARN: the principal and its
-//! ancestors as the schema's mapping builds them, every route's decision with the policies
-//! that determined it, and the IAM policy the authorizer would return. `--json` prints the
-//! same as one JSON document.
+//! For an authorizer event of any flavour (`--event`), or a token or a claims file with an
+//! optional method ARN: the principal and its ancestors as the schema's mapping builds them,
+//! the facts the decisions read, every route's decision with the policies that determined it,
+//! and exactly the response the Lambda returns (it comes from the same core function). `--json`
+//! prints the same as one JSON document.
+//!
+//! The bundle is the one the Lambda would use: `--bundle DIR`, else `CEDARGATE_POLICY_SOURCE`
+//! (a directory, or a published object on S3, fetched as the Lambda fetches it), else `.`.
 //!
 //! ## Trust
 //! A token is verified exactly as the authorizer verifies it (the `CEDARGATE_*` settings) when
@@ -14,8 +18,8 @@
 //! answering "why 403?" must not mistake one for the other. A claims file is by nature
 //! unverified and is labelled so too. The token itself is never printed, only a fingerprint.
 //!
-//! Exit codes: 0 explained (and the requested route, when `--arn` was given, is allowed);
-//! 2 the requested route is denied, or the token is refused (the authorizer's 401);
+//! Exit codes: 0 explained (and the requested route, when `--arn` or `--event` was given, is
+//! allowed); 2 the requested route is denied, or the token is refused (the authorizer's 401);
 //! 1 an error (configuration, unreadable input, invalid bundle).
 
 use std::io::Read;
@@ -30,12 +34,14 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::arn::MethodArn;
+use crate::authorize::Input;
+use crate::bundle::Snapshot;
 use crate::claims::{VerifiedClaims, Verifier};
-use crate::config::{Env, JwtConfig, ProcessEnv};
-use crate::event::{AuthzRequest, Flavor};
+use crate::config::{Env, JwtConfig, PolicyConfig, ProcessEnv, ResponseConfig};
+use crate::event::AuthzRequest;
 use crate::explain::{explain, Explanation};
 use crate::jwks::KeyStore;
-use crate::store::Snapshot;
+use crate::store::Store;
 use crate::token::{parse_object, UnverifiedJwt};
 
 /// The method ARN used when none is given: the API's root in stage `prod`. It reaches no
@@ -49,13 +55,17 @@ const MAX_TOKEN_BYTES: usize = 16 * 1024;
 pub struct Args {
     #[command(flatten)]
     bundle: super::BundleArgs,
+    /// An authorizer event (JSON, any flavour) as API Gateway sends it; `-` reads stdin. The
+    /// token and the request facts come from the event
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["arn", "source_ip", "headers", "time"])]
+    event: Option<PathBuf>,
     /// The caller's token (`eyJ…` or `Bearer eyJ…`); `-` reads it from stdin, which keeps it
     /// out of shell history
     #[arg(
         long,
         value_name = "TOKEN",
         conflicts_with = "claims",
-        required_unless_present = "claims"
+        required_unless_present_any = ["claims", "event"]
     )]
     token: Option<String>,
     /// A file of claims (a JSON or YAML object, as in a policy test) instead of a token; `-`
@@ -63,7 +73,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     claims: Option<PathBuf>,
     /// Decode the token WITHOUT checking its signature, issuer, audience or expiry
-    #[arg(long, requires = "token")]
+    #[arg(long)]
     unverified: bool,
     /// The method ARN of the request [default: the API root in stage `prod`, which reaches no
     /// route]
@@ -102,8 +112,6 @@ struct ClaimsOrigin {
 struct Output<'a> {
     claims: &'a ClaimsOrigin,
     arn: String,
-    /// Whether the requested route is allowed (false when the ARN reaches no route).
-    request_allowed: bool,
     #[serde(flatten)]
     explanation: &'a Explanation,
 }
@@ -214,6 +222,8 @@ fn token_claims(raw: &str, unverified: bool) -> Result<(VerifiedClaims, ClaimsOr
     Ok((claims, origin))
 }
 
+/// The request of `--arn`, `--source-ip`, `--header` and `--time`, as a REST REQUEST event
+/// would carry it.
 fn request(args: &Args) -> Result<AuthzRequest, String> {
     let arn_text = args.arn.as_deref().unwrap_or(DEFAULT_ARN);
     let arn = MethodArn::parse(arn_text).map_err(|e| e.to_string())?;
@@ -227,18 +237,25 @@ fn request(args: &Args) -> Result<AuthzRequest, String> {
     let request_time_ms = args
         .time
         .as_deref()
-        .map(crate::policy_tests::format::parse_rfc3339_millis)
+        .map(crate::time::parse_rfc3339_millis)
         .transpose()?;
-    Ok(AuthzRequest {
-        flavor: Flavor::Request,
-        authorization: None,
+    let user_agent = headers.get("user-agent").cloned();
+    Ok(AuthzRequest::synthetic(
         arn,
-        source_ip: args.source_ip.clone(),
-        user_agent: headers.get("user-agent").cloned(),
+        args.source_ip.clone(),
         headers,
+        user_agent,
         request_time_ms,
-        route_key: None,
-        cache: crate::event::CacheScope::Unknown,
+    ))
+}
+
+/// The event of `--event`, parsed as the Lambda parses it.
+fn event_request(path: &Path) -> Result<AuthzRequest, Failure> {
+    let text = read_input(&path.display().to_string()).map_err(Failure::Error)?;
+    AuthzRequest::from_json(&text).map_err(|e| {
+        Failure::Unauthorized(format!(
+            "the event is refused, so the authorizer answers 401 Unauthorized: {e}"
+        ))
     })
 }
 
@@ -248,7 +265,7 @@ fn entity_ref(uid: &Value) -> String {
     format!("{t}::{}", Value::String(id.to_owned()))
 }
 
-fn render_text(origin: &ClaimsOrigin, arn: &str, allowed: bool, x: &Explanation) -> String {
+fn render_text(origin: &ClaimsOrigin, arn: &str, x: &Explanation) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let from = match (&origin.issuer, &origin.token_fingerprint) {
@@ -290,14 +307,24 @@ fn render_text(origin: &ClaimsOrigin, arn: &str, allowed: bool, x: &Explanation)
             x.ancestors.join(", ")
         }
     );
-    let _ = writeln!(out, "request    {arn}");
+    let _ = writeln!(
+        out,
+        "facts      {} (what the decisions read; digest {})",
+        serde_json::to_string(&x.facts).unwrap_or_default(),
+        x.facts_digest
+    );
+    let _ = writeln!(out, "request    {arn} ({:?} event)", x.flavor);
     let _ = writeln!(
         out,
         "           {}",
         match &x.requested_route {
             Some(r) => format!(
                 "reaches route `{r}`: {}",
-                if allowed { "ALLOW" } else { "DENY (403)" }
+                if x.request_allowed {
+                    "ALLOW"
+                } else {
+                    "DENY (403)"
+                }
             ),
             None => "reaches no route of the schema: DENY (403)".to_owned(),
         }
@@ -342,20 +369,106 @@ fn render_text(origin: &ClaimsOrigin, arn: &str, allowed: bool, x: &Explanation)
             x.inexact.join(", ")
         );
     }
-    let _ = writeln!(out, "\nIAM policy");
+    let _ = writeln!(out, "\nresponse (exactly what the Lambda returns)");
     let _ = writeln!(
         out,
         "{}",
-        serde_json::to_string_pretty(&x.policy).unwrap_or_default()
+        serde_json::to_string_pretty(&x.response).unwrap_or_default()
     );
     out
 }
 
+/// The bundle the Lambda would use: `--bundle`, else `CEDARGATE_POLICY_SOURCE` (a directory,
+/// or an S3 object fetched through the policy store exactly as the Lambda fetches it).
+fn load_snapshot(args: &Args) -> Result<Arc<Snapshot>, ExitCode> {
+    let source = ProcessEnv
+        .get("CEDARGATE_POLICY_SOURCE")
+        .filter(|s| !s.trim().is_empty());
+    let s3 = args.bundle.bundle.is_none()
+        && source
+            .as_deref()
+            .is_some_and(|s| s.trim().starts_with("s3://"));
+    if s3 {
+        let cfg = PolicyConfig::from_env(&ProcessEnv).map_err(|e| super::config_failure(&e))?;
+        let rt = super::runtime().map_err(|e| {
+            eprintln!("cedargate: cannot start the async runtime: {e}");
+            ExitCode::from(1)
+        })?;
+        let store = Arc::new(Store::new(&cfg));
+        rt.block_on(store.refresh_now());
+        return store.current().ok_or_else(|| {
+            let status = store.status();
+            eprintln!(
+                "cedargate: no valid policy bundle at `{}`: {}",
+                status.source,
+                status.last_error.unwrap_or_default()
+            );
+            ExitCode::from(1)
+        });
+    }
+    let dir = args.bundle.dir().map_err(|e| super::config_failure(&e))?;
+    let files = super::read_bundle(&dir)?;
+    match Snapshot::compile(files, dir.display().to_string()) {
+        Ok((s, _)) => Ok(Arc::new(s)),
+        Err(problems) => {
+            for e in &problems.errors {
+                eprintln!("{e:?}");
+            }
+            eprintln!("cedargate: the bundle is invalid; `cedargate validate` shows why");
+            Err(ExitCode::from(1))
+        }
+    }
+}
+
+/// Says that the authorizer answers 401, as the Lambda's `invoke` line would, and exits 2.
+fn unauthorized(json: bool, reason: &str) -> ExitCode {
+    eprintln!("cedargate: {reason}");
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"response": {"error": "Unauthorized"}, "reason": reason})
+        );
+    }
+    ExitCode::from(2)
+}
+
 pub fn run(args: &Args) -> ExitCode {
-    let claims = match (&args.token, &args.claims) {
+    let req = match &args.event {
+        Some(path) => match event_request(path) {
+            Ok(r) => r,
+            Err(Failure::Error(e)) => {
+                eprintln!("cedargate: {e}");
+                return ExitCode::from(1);
+            }
+            Err(Failure::Unauthorized(e)) => return unauthorized(args.json, &e),
+        },
+        None => match request(args) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("cedargate: {e}");
+                return ExitCode::from(1);
+            }
+        },
+    };
+    let token = match (&args.token, &args.event) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(_)) if args.claims.is_none() => match req.authorization.clone() {
+            Some(t) => Some(t),
+            None => {
+                return unauthorized(
+                    args.json,
+                    "the event carries no token, so the authorizer answers 401 Unauthorized",
+                )
+            }
+        },
+        (None, _) => None,
+    };
+    let claims = match (&token, &args.claims) {
         (Some(t), _) => token_claims(t, args.unverified),
         (None, Some(path)) => claims_from_file(path),
-        (None, None) => Err(Failure::Error("give --token or --claims".to_owned())),
+        (None, None) => Err(Failure::Error(
+            "give --event, --token or --claims".to_owned(),
+        )),
     };
     let (claims, origin) = match claims {
         Ok(c) => c,
@@ -363,10 +476,7 @@ pub fn run(args: &Args) -> ExitCode {
             eprintln!("cedargate: {e}");
             return ExitCode::from(1);
         }
-        Err(Failure::Unauthorized(e)) => {
-            eprintln!("cedargate: {e}");
-            return ExitCode::from(2);
-        }
+        Err(Failure::Unauthorized(e)) => return unauthorized(args.json, &e),
     };
     if !origin.verified {
         eprintln!(
@@ -374,49 +484,33 @@ pub fn run(args: &Args) -> ExitCode {
             origin.source
         );
     }
-    let req = match request(args) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cedargate: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let dir = match args.bundle.dir() {
-        Ok(d) => d,
+    let settings = match ResponseConfig::from_env(&ProcessEnv) {
+        Ok(s) => s,
         Err(e) => return super::config_failure(&e),
     };
-    let files = match super::read_bundle(&dir) {
-        Ok(f) => f,
+    let snapshot = match load_snapshot(args) {
+        Ok(s) => s,
         Err(code) => return code,
     };
-    let snapshot = match Snapshot::compile(files, dir.display().to_string()) {
-        Ok((s, _)) => s,
-        Err(problems) => {
-            for e in &problems.errors {
-                eprintln!("{e:?}");
-            }
-            eprintln!("cedargate: the bundle is invalid; `cedargate validate` shows why");
-            return ExitCode::from(1);
-        }
+    let input = Input {
+        request: &req,
+        claims: &claims,
+        now: SystemTime::now(),
     };
-    let x = match explain(&snapshot, &claims, &req, SystemTime::now()) {
+    let x = match explain(&snapshot, &input, &settings) {
         Ok(x) => x,
-        Err(e) => {
-            eprintln!("cedargate: the claims do not fit the schema, so the authorizer answers 401 Unauthorized: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return unauthorized(
+            args.json,
+            &format!(
+                "the claims do not fit the schema, so the authorizer answers 401 Unauthorized: {e}"
+            ),
+        ),
     };
-    let allowed = x
-        .requested_route
-        .as_ref()
-        .and_then(|name| x.routes.iter().find(|r| &r.route == name))
-        .is_some_and(|r| r.allowed);
     let arn = req.arn.to_string();
     if args.json {
         let out = Output {
             claims: &origin,
             arn,
-            request_allowed: allowed,
             explanation: &x,
         };
         match serde_json::to_string_pretty(&out) {
@@ -427,9 +521,9 @@ pub fn run(args: &Args) -> ExitCode {
             }
         }
     } else {
-        print!("{}", render_text(&origin, &arn, allowed, &x));
+        print!("{}", render_text(&origin, &arn, &x));
     }
-    if args.arn.is_some() && !allowed {
+    if (args.arn.is_some() || args.event.is_some()) && !x.request_allowed {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS

@@ -1,12 +1,13 @@
 //! `cedargate invoke`: the Lambda handler on events from a file or stdin, one JSON line out per
 //! event, answered as soon as each event is read (so a long-running pipe behaves like a warm
-//! Lambda, including policy refreshes).
+//! Lambda, including policy refreshes). Each event reaches the handler as the text it was
+//! read as, as the Lambda runtime hands it over.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use serde_json::Value;
+use serde::de::IgnoredAny;
 
 use crate::config::{Config, Env};
 
@@ -22,11 +23,12 @@ pub struct Args {
 
 const UNAUTHORIZED: &str = r#"{"error":"Unauthorized"}"#;
 
-/// Reads JSON documents one after another: one per line, or spread over several lines.
-/// Invalid JSON yields `Err` with the reason and reading resumes at the next line.
+/// Reads JSON documents one after another: one per line, or spread over several lines, and
+/// sends each as its text. Invalid JSON yields `Err` with the reason and reading resumes at
+/// the next line.
 fn documents(
     mut input: Box<dyn BufRead + Send>,
-    tx: tokio::sync::mpsc::Sender<Result<Value, String>>,
+    tx: tokio::sync::mpsc::Sender<Result<String, String>>,
 ) {
     let mut pending = String::new();
     let mut line = String::new();
@@ -44,10 +46,11 @@ fn documents(
             continue;
         }
         pending.push_str(&line);
-        match serde_json::from_str::<Value>(&pending) {
-            Ok(v) => {
-                pending.clear();
-                if tx.blocking_send(Ok(v)).is_err() {
+        // Only where the document ends is needed here: skim it without building anything.
+        match serde_json::from_str::<IgnoredAny>(&pending) {
+            Ok(_) => {
+                let doc = std::mem::take(&mut pending);
+                if tx.blocking_send(Ok(doc)).is_err() {
                     return;
                 }
             }
@@ -103,7 +106,7 @@ pub fn run(args: &Args, env: &dyn Env) -> ExitCode {
         let stdout = std::io::stdout();
         while let Some(doc) = rx.recv().await {
             let line = match doc {
-                Ok(event) => match authorizer.handle(event).await {
+                Ok(event) => match authorizer.handle_json(&event).await {
                     Ok(response) => response.to_string(),
                     Err(_) => UNAUTHORIZED.to_owned(),
                 },

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::config::{Config, Env};
 use crate::handler::Unauthorized;
@@ -41,9 +41,10 @@ pub fn run(env: &dyn Env) -> ExitCode {
         };
         // Load (or fail loudly and deny) during the init phase, not on the first request.
         authorizer.store().ensure_fresh().await;
-        let handler = service_fn(move |event: LambdaEvent<Value>| {
+        // The event as the text the runtime received: the handler reads it in one pass.
+        let handler = service_fn(move |event: LambdaEvent<Box<RawValue>>| {
             let authorizer = authorizer.clone();
-            async move { authorizer.handle(event.payload).await }
+            async move { authorizer.handle_json(event.payload.get()).await }
         });
         match lambda_runtime::run(handler).await {
             Ok(()) => ExitCode::SUCCESS,

@@ -17,8 +17,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::bundle::BundleFiles;
 use crate::config::{ConfigError, PolicySource, ProcessEnv};
-use crate::store::BundleFiles;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -5,9 +5,10 @@
 use std::path::Path;
 use std::process::{Command, ExitCode};
 
+use crate::bundle::Snapshot;
 use crate::config::PolicySource;
-use crate::store::published::{rfc3339_now, Built, Git, Published, Summary};
-use crate::store::Snapshot;
+use crate::store::published::{Built, Git, Published, Summary};
+use crate::time::rfc3339_now;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -85,7 +86,7 @@ pub fn run(args: &Args) -> ExitCode {
             .map(|n| n.to_string_lossy().into_owned()),
     };
     let summary = Summary {
-        routes: snapshot.routes.len(),
+        routes: snapshot.routes().len(),
         policies: snapshot.policies.num_of_policies(),
         files: files.files.len(),
     };

@@ -7,8 +7,8 @@
 
 use std::process::ExitCode;
 
+use crate::bundle::Snapshot;
 use crate::policy_tests::{self, CaseResult, Coverage};
-use crate::store::Snapshot;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -59,9 +59,7 @@ pub fn run(args: &Args, env: &dyn Env) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = crate::time::unix_now();
     let claims = issuer::access_claims(
         user,
         &issuer::issuer_url(args.port),

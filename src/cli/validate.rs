@@ -12,7 +12,7 @@
 
 use std::process::ExitCode;
 
-use crate::store::Snapshot;
+use crate::bundle::Snapshot;
 use crate::template::Template;
 
 /// The SAM template checked beside the bundle, when there is one.
@@ -62,7 +62,7 @@ pub fn run(args: &Args) -> ExitCode {
             }
             println!(
                 "valid: {} routes, {} policies, revision {}{}",
-                snapshot.routes.len(),
+                snapshot.routes().len(),
                 snapshot.policies.num_of_policies(),
                 snapshot.revision(),
                 match warnings.len() {
@@ -111,7 +111,7 @@ fn check_template(
             return;
         }
     };
-    let findings = template.check(&snapshot.routes);
+    let findings = template.check(snapshot.routes());
     errors.extend(findings.errors.into_iter().map(|e| miette::miette!("{e}")));
     warnings.extend(
         findings

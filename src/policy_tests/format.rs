@@ -34,6 +34,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_saphyr::{Location, Spanned};
 
+use crate::time::parse_rfc3339_millis;
+
 /// The instant cases run at when they name no `time`: fixed, so that a suite gives the same
 /// result tomorrow as today.
 pub const DEFAULT_TIME: &str = "2025-01-01T00:00:00Z";
@@ -236,93 +238,6 @@ impl<'de> Deserialize<'de> for TimeValue {
         }
         d.deserialize_any(TimeVisitor)
     }
-}
-
-/// Parses `YYYY-MM-DDTHH:MM:SS[.fff…](Z|±HH:MM)` into unix milliseconds.
-pub fn parse_rfc3339_millis(s: &str) -> Result<i64, String> {
-    let bad = || format!("`{s}` is not an RFC 3339 time such as `2025-06-01T12:00:00Z`");
-    let b = s.as_bytes();
-    let digits = |from: usize, len: usize| -> Result<i64, String> {
-        let part = s.get(from..from + len).ok_or_else(bad)?;
-        if part.bytes().all(|c| c.is_ascii_digit()) {
-            part.parse::<i64>().map_err(|_| bad())
-        } else {
-            Err(bad())
-        }
-    };
-    let at = |i: usize| b.get(i).copied();
-    if at(4) != Some(b'-') || at(7) != Some(b'-') || at(13) != Some(b':') || at(16) != Some(b':') {
-        return Err(bad());
-    }
-    if !matches!(at(10), Some(b'T' | b't' | b' ')) {
-        return Err(bad());
-    }
-    let (year, month, day) = (digits(0, 4)?, digits(5, 2)?, digits(8, 2)?);
-    let (hour, minute, second) = (digits(11, 2)?, digits(14, 2)?, digits(17, 2)?);
-    if !(1..=12).contains(&month)
-        || day < 1
-        || day > days_in_month(year, month)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return Err(bad());
-    }
-    let mut i = 19;
-    let mut millis = 0;
-    if at(i) == Some(b'.') {
-        i += 1;
-        let start = i;
-        while at(i).is_some_and(|c| c.is_ascii_digit()) {
-            i += 1;
-        }
-        if i == start {
-            return Err(bad());
-        }
-        // Milliseconds: the first three fraction digits, padded.
-        let frac = s.get(start..i).ok_or_else(bad)?;
-        let three: String = frac.chars().chain("000".chars()).take(3).collect();
-        millis = three.parse::<i64>().map_err(|_| bad())?;
-    }
-    let offset_minutes = match at(i) {
-        Some(b'Z' | b'z') if i + 1 == b.len() => 0,
-        Some(sign @ (b'+' | b'-')) if i + 6 == b.len() && at(i + 3) == Some(b':') => {
-            let (h, m) = (digits(i + 1, 2)?, digits(i + 4, 2)?);
-            if h > 23 || m > 59 {
-                return Err(bad());
-            }
-            let total = h * 60 + m;
-            if sign == b'-' {
-                -total
-            } else {
-                total
-            }
-        }
-        _ => return Err(bad()),
-    };
-    let days = days_from_civil(year, month, day);
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second.min(59) - offset_minutes * 60;
-    Ok(seconds * 1000 + millis)
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 // ---- What the runner gets ------------------------------------------------------------------
@@ -656,29 +571,9 @@ fn route_indices(
 
 fn unknown_route(name: &str, catalog: Catalog<'_>) -> String {
     // The closest spelling helps with the usual slip (`{id}` for `{petId}`, a missing verb).
-    let near = catalog
-        .routes
-        .iter()
-        .min_by_key(|r| edit_distance(r, name))
-        .map(|r| format!(" (did you mean `{r}`?)"))
-        .unwrap_or_default();
+    let near =
+        crate::text::did_you_mean(name, catalog.routes.iter().map(String::as_str), usize::MAX);
     format!("route `{name}` is not a route of the schema{near}")
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev.get(j).copied().unwrap_or(0) + usize::from(ca != *cb);
-            let del = prev.get(j + 1).copied().unwrap_or(0) + 1;
-            let ins = cur.get(j).copied().unwrap_or(0) + 1;
-            cur.push(sub.min(del).min(ins));
-        }
-        prev = cur;
-    }
-    prev.last().copied().unwrap_or(0)
 }
 
 /// The expected decision of every route, from `allow` and `deny`:
@@ -1074,35 +969,6 @@ mod tests {
         let errs = parse_err("cases:\n  - name: x\n    allow: [GET /pets\n");
         assert!(errs[0].starts_with("policy-tests/t.yaml:"), "{errs:?}");
         assert!(!errs[0].starts_with("policy-tests/t.yaml:0:"), "{errs:?}");
-    }
-
-    #[test]
-    fn rfc3339_parsing() {
-        assert_eq!(parse_rfc3339_millis("1970-01-01T00:00:00Z"), Ok(0));
-        assert_eq!(
-            parse_rfc3339_millis("2020-03-04T19:03:58.390Z"),
-            Ok(1_583_348_638_390)
-        );
-        assert_eq!(
-            parse_rfc3339_millis("2020-03-04T20:03:58.39+01:00"),
-            Ok(1_583_348_638_390)
-        );
-        assert_eq!(
-            parse_rfc3339_millis("2024-02-29T00:00:00Z"),
-            Ok(1_709_164_800_000)
-        );
-        for bad in [
-            "2023-02-29T00:00:00Z",
-            "2024-13-01T00:00:00Z",
-            "2024-01-01",
-            "2024-01-01T00:00:00",
-            "2024-01-01T00:00:00+0100",
-            "2024-01-01T24:00:00Z",
-            "2024-01-01T00:00:00.Z",
-            "２０２４-01-01T00:00:00Z",
-        ] {
-            assert!(parse_rfc3339_millis(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]

@@ -4,11 +4,12 @@
 //! the test files) and the cases [`format`] parsed from them. Output: per case a
 //! [`CaseResult`] (pass, or a per-route diff), and a [`Coverage`] report.
 //!
-//! A case goes through the same code as a request: its claims become the Cedar principal and
-//! parents through the schema's mapping ([`crate::entities::Mapping::caller`]), so a test of
-//! "an editor may write" also tests that the roles claim is read as the schema says. The
-//! claims do not come from a token ([`VerifiedClaims::from_trusted_json`]): the test file is
-//! the trusted source, and signature checks are tested elsewhere.
+//! A case goes through the same code as a request, the request core
+//! ([`crate::authorize::authorize`]): its claims become facts and the Cedar principal and
+//! parents through the schema's mapping, so a test of "an editor may write" also tests that
+//! the roles claim is read as the schema says. The claims do not come from a token
+//! ([`VerifiedClaims::from_trusted_json`]): the test file is the trusted source, and signature
+//! checks are tested elsewhere.
 //!
 //! Coverage counts only what a case checks: a policy is covered when it determined the
 //! decision of a route some case asserted, and a route when cases expected it both allowed and
@@ -25,10 +26,12 @@ use cedar_policy::Effect;
 use miette::Report;
 
 use crate::arn::MethodArn;
+use crate::authorize::{authorize, Input, NoMemo};
+use crate::bundle::Snapshot;
 use crate::claims::VerifiedClaims;
-use crate::decide::{decide, Detail};
-use crate::event::{AuthzRequest, Flavor};
-use crate::store::Snapshot;
+use crate::config::ResponseConfig;
+use crate::decide::Detail;
+use crate::event::AuthzRequest;
 
 pub use format::{Case, Catalog, Expect, Expectation, Facts, Suite};
 
@@ -74,24 +77,20 @@ pub fn case_arn(stage: &str) -> String {
 /// The request a case stands for.
 pub fn request(facts: &Facts) -> Result<AuthzRequest, String> {
     let arn = MethodArn::parse(&case_arn(&facts.stage)).map_err(|e| e.to_string())?;
-    Ok(AuthzRequest {
-        flavor: Flavor::Request,
-        authorization: None,
+    Ok(AuthzRequest::synthetic(
         arn,
-        source_ip: facts.source_ip.clone(),
-        user_agent: facts.user_agent.clone(),
-        headers: facts.headers.clone(),
-        request_time_ms: Some(facts.time_ms),
-        route_key: None,
-        cache: crate::event::CacheScope::Unknown,
-    })
+        facts.source_ip.clone(),
+        facts.headers.clone(),
+        facts.user_agent.clone(),
+        Some(facts.time_ms),
+    ))
 }
 
 /// The test files of the bundle, parsed and resolved against its routes and policies.
 /// Returns the suites that parsed and a report for every problem in the others.
 pub fn suites(snapshot: &Snapshot) -> (Vec<Suite>, Vec<Report>) {
     let routes: Vec<String> = snapshot
-        .routes
+        .routes()
         .routes()
         .iter()
         .map(|r| r.name.clone())
@@ -127,15 +126,24 @@ pub fn run_case(snapshot: &Snapshot, case: &Case) -> (CaseResult, Option<Vec<Act
         Err(e) => return (CaseResult::Refused(e), None),
     };
     let now = UNIX_EPOCH + Duration::from_millis(u64::try_from(case.facts.time_ms).unwrap_or(0));
-    let caller = VerifiedClaims::from_trusted_json(case.claims.clone())
+    let decided = VerifiedClaims::from_trusted_json(case.claims.clone())
         .map_err(|e| e.to_string())
         .and_then(|claims| {
-            snapshot
-                .mapping
-                .caller(&claims, &req, &snapshot.base_entities, now)
-                .map_err(|e| e.to_string())
+            let input = Input {
+                request: &req,
+                claims: &claims,
+                now,
+            };
+            authorize(
+                Some(snapshot),
+                &input,
+                &ResponseConfig::default(),
+                Detail::Explain,
+                &NoMemo,
+            )
+            .map_err(|e| e.to_string())
         });
-    let caller = match (caller, &case.expect) {
+    let outcome = match (decided, &case.expect) {
         (Err(_), Expectation::Unauthorized) => return (CaseResult::Passed, None),
         (Err(why), Expectation::Decisions { .. }) => {
             return (
@@ -145,20 +153,25 @@ pub fn run_case(snapshot: &Snapshot, case: &Case) -> (CaseResult, Option<Vec<Act
                 None,
             )
         }
-        (Ok(c), Expectation::Unauthorized) => {
+        (Ok(o), Expectation::Unauthorized) => {
             return (
                 CaseResult::Refused(format!(
                     "expected 401 Unauthorized, but the claims fit the schema: the caller is {}",
-                    c.principal
+                    cedar_policy::EntityUid::from_type_name_and_id(
+                        snapshot.mapping().principal_type().clone(),
+                        cedar_policy::EntityId::new(&o.principal)
+                    )
                 )),
                 None,
             )
         }
-        (Ok(c), Expectation::Decisions { .. }) => c,
+        (Ok(o), Expectation::Decisions { .. }) => o,
     };
-    let decisions = match decide(&snapshot.index, &caller, Detail::Explain) {
-        Ok(d) => d,
-        Err(e) => return (CaseResult::Refused(e.to_string()), None),
+    let Some(decisions) = outcome.decisions else {
+        return (
+            CaseResult::Refused("no decisions were made".to_owned()),
+            None,
+        );
     };
     let actual: Vec<Actual> = decisions
         .routes
@@ -173,7 +186,7 @@ pub fn run_case(snapshot: &Snapshot, case: &Case) -> (CaseResult, Option<Vec<Act
         return (CaseResult::Passed, Some(actual));
     };
     let names: Vec<&str> = snapshot
-        .routes
+        .routes()
         .routes()
         .iter()
         .map(|r| r.name.as_str())
@@ -306,7 +319,7 @@ impl Gaps {
 impl Coverage {
     pub fn new(snapshot: &Snapshot) -> Self {
         let routes: Vec<String> = snapshot
-            .routes
+            .routes()
             .routes()
             .iter()
             .map(|r| r.name.clone())

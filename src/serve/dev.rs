@@ -14,6 +14,7 @@ use super::gateway::{self, method_arn, PUBLIC_ROUTE};
 use super::http::{self, Reply};
 use super::verdict::evaluate;
 use super::App;
+use crate::authorize::Input;
 use crate::event::AuthzRequest;
 use crate::explain::explain;
 use crate::routes::{Method, Route, RouteKind, RouteMethod, RouteTable, Segment};
@@ -70,8 +71,8 @@ pub fn routes(app: &App) -> Reply {
     let stage = &app.gateway.stage;
     let mut list = Vec::new();
     if let Some(snapshot) = app.store.current() {
-        for (id, route) in snapshot.routes.routes().iter().enumerate() {
-            let Some((method, path)) = sample(&snapshot.routes, id, route) else {
+        for (id, route) in snapshot.routes().routes().iter().enumerate() {
+            let Some((method, path)) = sample(snapshot.routes(), id, route) else {
                 continue;
             };
             list.push(json!({
@@ -151,29 +152,38 @@ pub async fn explain_caller(app: &App, headers: &HeaderMap) -> Reply {
         "authorizationToken": raw,
         "methodArn": method_arn(stage, "GET", "/"),
     });
-    let req = match AuthzRequest::from_value(event) {
+    let req = match AuthzRequest::from_value(&event) {
         Ok(r) => r,
         Err(e) => return unauthorized(&e.to_string()),
     };
-    let explanation = match explain(&snapshot, &claims, &req, SystemTime::now()) {
+    let input = Input {
+        request: &req,
+        claims: &claims,
+        now: SystemTime::now(),
+    };
+    let explanation = match explain(&snapshot, &input, &app.response) {
         Ok(x) => x,
         Err(e) => return unauthorized(&e.to_string()),
     };
-    let policy = serde_json::to_value(&explanation.policy).unwrap_or(Value::Null);
+    let policy = explanation
+        .response
+        .get("policyDocument")
+        .cloned()
+        .unwrap_or(Value::Null);
     let mut body = serde_json::to_value(&explanation).unwrap_or(Value::Null);
     if let Some(routes) = body.get_mut("routes").and_then(Value::as_array_mut) {
         for entry in routes {
             let Some(name) = entry.get("route").and_then(Value::as_str) else {
                 continue;
             };
-            let Some(id) = snapshot.routes.id_of(name) else {
+            let Some(id) = snapshot.routes().id_of(name) else {
                 continue;
             };
-            let Some(route) = snapshot.routes.get(id) else {
+            let Some(route) = snapshot.routes().get(id) else {
                 continue;
             };
             if let (Some((method, path)), Some(obj)) =
-                (sample(&snapshot.routes, id, route), entry.as_object_mut())
+                (sample(snapshot.routes(), id, route), entry.as_object_mut())
             {
                 let verdict = evaluate(&policy, &method_arn(stage, &method, &path));
                 obj.insert("method".to_owned(), json!(method));

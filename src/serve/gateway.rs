@@ -331,7 +331,7 @@ impl Gateway {
             "authorizationToken": header,
             "methodArn": arn,
         });
-        let response = self.authorizer.handle(event).await.ok()?;
+        let response = self.authorizer.handle(&event).await.ok()?;
         let answer = Arc::new(Authorized {
             principal_id: response
                 .get("principalId")

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{KeyPair, KeySize};
 use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -36,6 +36,7 @@ use sha2::{Digest, Sha256};
 
 use super::http::{self, escape, field, Reply};
 use super::users::{self, DemoUser, ROLES_CLAIM, USERS};
+use crate::time::unix_now;
 
 /// Where the issuer lives under the server.
 pub const PREFIX: &str = "/dev-issuer";
@@ -103,7 +104,7 @@ impl DevKey {
             Self::create(path)?;
         }
         let text = std::fs::read_to_string(path).map_err(|e| key_error(path, e))?;
-        let der = pem_body(&text, "PRIVATE KEY").ok_or_else(|| {
+        let der = crate::pem::decode_one(text.as_bytes(), "PRIVATE KEY").ok_or_else(|| {
             key_error(
                 path,
                 "it is not a PEM `PRIVATE KEY` (delete it to get a new one)",
@@ -126,7 +127,7 @@ impl DevKey {
         }
         let pair = KeyPair::generate(KeySize::Rsa2048).map_err(|e| key_error(path, e))?;
         let der = pair.as_der().map_err(|e| key_error(path, e))?;
-        let pem = pem_encode("PRIVATE KEY", der.as_ref());
+        let pem = crate::pem::encode("PRIVATE KEY", der.as_ref());
         let nonce: u64 = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos().into());
@@ -198,39 +199,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(path, bytes)
-}
-
-fn pem_encode(label: &str, der: &[u8]) -> String {
-    let b64 = STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    let mut rest = b64.as_str();
-    while !rest.is_empty() {
-        let (line, tail) = rest.split_at(rest.len().min(64));
-        out.push_str(line);
-        out.push('\n');
-        rest = tail;
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
-}
-
-fn pem_body(text: &str, label: &str) -> Option<Vec<u8>> {
-    let begin = format!("-----BEGIN {label}-----");
-    let end = format!("-----END {label}-----");
-    let start = text.find(&begin)? + begin.len();
-    let stop = text.get(start..)?.find(&end)? + start;
-    let b64: String = text
-        .get(start..stop)?
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
-    STANDARD.decode(b64).ok()
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// The claims of a demo user's access token: what an Auth0 API access token carries, with

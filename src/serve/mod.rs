@@ -86,6 +86,8 @@ pub struct App {
     store: Arc<Store>,
     /// Verifies tokens for `explain`, with the authorizer's configuration and keys.
     verifier: Verifier,
+    /// The authorizer's response settings, for `explain`.
+    response: ResponseConfig,
     max_token_bytes: usize,
     issuer: Option<DevIssuer>,
     jwt: JwtConfig,
@@ -201,7 +203,7 @@ impl App {
             return self
                 .gateway
                 .handle(
-                    snapshot.as_deref().map(|s| &s.routes),
+                    snapshot.as_deref().map(|s| s.routes()),
                     Call {
                         method: &parts.method,
                         path: &sub,
@@ -311,7 +313,7 @@ pub async fn run(opts: Options, env: &dyn Env) -> Result<(), String> {
         &jwt,
         Verifier::new(&jwt, keys.clone()),
         store.clone(),
-        response,
+        response.clone(),
     ));
     let verifier = Verifier::new(&jwt, keys);
     store.refresh_now().await;
@@ -343,6 +345,7 @@ pub async fn run(opts: Options, env: &dyn Env) -> Result<(), String> {
         store,
         max_token_bytes: jwt.max_token_bytes,
         verifier,
+        response,
         frontend: frontend::Frontend::new(opts.frontend.clone()),
         watching: watching
             .dirs
@@ -389,7 +392,7 @@ pub async fn run(opts: Options, env: &dyn Env) -> Result<(), String> {
 
 fn print_banner(app: &App, opts: &Options, first: &crate::store::Status) {
     let base = format!("http://127.0.0.1:{}", app.port);
-    let routes = app.store.current().map_or(0, |s| s.routes.len());
+    let routes = app.store.current().map_or(0, |s| s.routes().len());
     // The first line is stable: scripts and tests read the URL from it.
     println!("cedargate serve listening on {base}/");
     println!();

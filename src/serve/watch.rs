@@ -12,13 +12,13 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use notify::{EventKind, RecursiveMode, Watcher};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::store::snapshot::is_bundle_path;
+use crate::bundle::is_bundle_path;
 use crate::store::Store;
 
 /// How long the files must be quiet before a reload.
@@ -106,9 +106,7 @@ pub fn start(
             store.refresh_now().await;
             let status = store.status();
             let mut reload = Reload {
-                at: SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs()),
+                at: crate::time::unix_now(),
                 files: changed.into_iter().collect(),
                 outcome: status.last_outcome.unwrap_or_default(),
                 error: status.last_error,

@@ -7,8 +7,8 @@
 
 use std::path::Path;
 
-use super::snapshot::BundleFiles;
 use super::Fetched;
+use crate::bundle::BundleFiles;
 
 pub async fn fetch(path: &Path, loaded_digest: Option<&str>) -> Result<Fetched, String> {
     let dir = path.to_path_buf();

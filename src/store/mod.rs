@@ -11,9 +11,6 @@
 //! - Lambda freezes background tasks between invocations, so staleness is checked at the start
 //!   of an invocation ([`Store::ensure_fresh`]), bounded by a timeout.
 
-mod lints;
-mod locate;
-pub mod snapshot;
 pub mod published;
 pub mod dir;
 pub mod s3;
@@ -26,8 +23,9 @@ use arc_swap::ArcSwapOption;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::bundle::{one_line, BundleFiles, Snapshot};
 use crate::config::{PolicyConfig, PolicySource};
-pub use snapshot::{BundleFiles, Problems, Snapshot};
+use crate::time::unix_seconds;
 
 /// What the store reports about itself (logged on change; shown by `serve`).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -46,12 +44,6 @@ pub struct Status {
     pub last_outcome: Option<String>,
     pub last_error: Option<String>,
     pub refused_revision: Option<String>,
-}
-
-fn unix(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// The outcome of one fetch.
@@ -190,7 +182,7 @@ impl Store {
         match result {
             Ok(Fetched::Unchanged) => {
                 let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
-                s.last_attempt = Some(unix(SystemTime::now()));
+                s.last_attempt = Some(unix_seconds(SystemTime::now()));
                 s.last_outcome = Some("unchanged".to_owned());
             }
             Ok(Fetched::New { files, origin }) => {
@@ -202,7 +194,7 @@ impl Store {
                 match compiled {
                     Ok(Ok((snapshot, problems))) => {
                         for w in &problems.warnings {
-                            tracing::warn!(revision = %revision, warning = %snapshot::one_line(w), "bundle warning");
+                            tracing::warn!(revision = %revision, warning = %one_line(w), "bundle warning");
                         }
                         self.install(snapshot, "loaded");
                     }
@@ -224,8 +216,8 @@ impl Store {
         let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
         s.revision = Some(snapshot.revision().to_owned());
         s.origin = Some(snapshot.origin.clone());
-        s.loaded_at = Some(unix(snapshot.loaded_at));
-        s.last_attempt = Some(unix(SystemTime::now()));
+        s.loaded_at = Some(unix_seconds(snapshot.loaded_at));
+        s.last_attempt = Some(unix_seconds(SystemTime::now()));
         s.last_outcome = Some(outcome.to_owned());
         s.last_error = None;
         s.refused_revision = None;
@@ -233,7 +225,7 @@ impl Store {
             event = "policy_loaded",
             revision = %snapshot.revision(),
             origin = %snapshot.origin,
-            routes = snapshot.routes.len(),
+            routes = snapshot.routes().len(),
             policies = snapshot.policies.num_of_policies(),
             "policy bundle loaded"
         );
@@ -242,7 +234,7 @@ impl Store {
 
     fn record_failure(&self, error: String, refused: Option<String>) {
         let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
-        s.last_attempt = Some(unix(SystemTime::now()));
+        s.last_attempt = Some(unix_seconds(SystemTime::now()));
         s.last_outcome = Some(
             if refused.is_some() {
                 "refused"

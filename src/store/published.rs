@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::snapshot::{is_bundle_path, BundleFiles};
+use crate::bundle::{is_bundle_path, BundleFiles};
 
 pub const FORMAT: &str = "cedargate-bundle/1";
 
@@ -118,17 +118,6 @@ impl Published {
         }
         Ok((p, files))
     }
-}
-
-/// Now as RFC 3339 UTC (seconds).
-pub fn rfc3339_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let ms = crate::entities::rfc3339_millis(i64::try_from(secs).unwrap_or(0) * 1000);
-    // `…T07:00:00.000Z` → `…T07:00:00Z`
-    ms.replace(".000Z", "Z")
 }
 
 #[cfg(test)]

@@ -9,7 +9,21 @@
 //! that knows comments and strings. Invariant: a search never fails loudly — when nothing is
 //! found, the report simply has no label.
 
-use crate::entities::SchemaItem;
+/// A declaration in the schema (names as the resolved schema spells them, namespaced types
+/// qualified): what a report about the schema points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaItem {
+    EntityType(String),
+    Attribute {
+        entity: String,
+        attr: String,
+    },
+    Action(String),
+    /// An attribute of the routes' context record.
+    ContextAttribute(String),
+    /// The schema as a whole.
+    Nowhere,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Tok<'a> {

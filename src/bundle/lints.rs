@@ -10,11 +10,47 @@
 //! `when`/`unless` whose principal and resource scopes match any principal and the API: such a
 //! forbid is satisfied by every request for those routes, and a satisfied forbid always wins.
 
+use std::collections::HashMap;
+
 use cedar_policy::{Effect, Policy, PolicyId, PrincipalConstraint, ResourceConstraint};
 
+use super::files::BundleFiles;
+use super::report::{located_at, Problems};
 use crate::decide::PolicyIndex;
-use crate::entities::Mapping;
+use crate::facts::Mapping;
 use crate::routes::RouteId;
+
+/// Reports, as warnings, the policies that apply to no route and the permits an
+/// unconditional forbid shadows. `places` says where each policy starts.
+pub(super) fn report(
+    index: &PolicyIndex,
+    mapping: &Mapping,
+    places: &HashMap<PolicyId, (String, usize, usize)>,
+    files: &BundleFiles,
+    problems: &mut Problems,
+) {
+    let at_policy = |id: &PolicyId, message: String, help: Option<String>| match places
+        .get(id)
+        .and_then(|(p, at, len)| files.files.get(p).map(|t| (p, t, *at, *len)))
+    {
+        Some((p, t, at, len)) => located_at(p, t, Some((at, len)), message, help),
+        None => miette::miette!("{message}"),
+    };
+    for id in index.off_route() {
+        problems.warn(at_policy(
+            id,
+            format!("policy `{id}` applies to no route, so it never affects a decision"),
+            Some("its action scope names only actions that are not routes (`\"<VERB> /path\"`) nor groups of routes".to_owned()),
+        ));
+    }
+    for (permit, forbid) in shadowed_permits(index, mapping) {
+        problems.warn(at_policy(
+            &permit,
+            format!("permit `{permit}` can never allow anything: forbid `{forbid}` denies each of its routes to every caller, unconditionally"),
+            None,
+        ));
+    }
+}
 
 /// Whether `forbid` is satisfied by every request on its routes.
 fn always_applies(policy: &Policy, mapping: &Mapping) -> bool {
@@ -35,7 +71,7 @@ fn always_applies(policy: &Policy, mapping: &Mapping) -> bool {
 }
 
 /// Permits that can never allow, each with the unconditional forbids that shadow it.
-pub fn shadowed_permits(index: &PolicyIndex, mapping: &Mapping) -> Vec<(PolicyId, String)> {
+fn shadowed_permits(index: &PolicyIndex, mapping: &Mapping) -> Vec<(PolicyId, String)> {
     let total: Vec<(&Policy, &[RouteId])> = index
         .scoped()
         .filter(|(p, _)| always_applies(p, mapping))

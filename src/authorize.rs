@@ -1,0 +1,479 @@
+//! The request core: one request and its verified claims → the answer, for every entry point.
+//!
+//! Stage: after `claims`; it runs `facts` → `entities` → `decide` → `iam` → `response`. Input:
+//! the current [`Snapshot`] (or none), the parsed request, its claims, the response settings
+//! and the time ([`Input`]), and a [`Memo`] that may remember pure results between calls.
+//! Output: an [`Outcome`]: the facts, every route's decision with its reasons, the requested
+//! route, the flavour's answer and the exact response JSON, and [`Note`]s for the logs.
+//!
+//! The Lambda handler, `invoke`, `explain`, `test` and `serve` all call [`authorize`], so they
+//! cannot disagree: `explain --event` prints the `response` the Lambda returns.
+//!
+//! ## One answer per flavour
+//! REST and HTTP API events get the route-wide IAM policy of `iam`. A WebSocket `$connect`
+//! gets a policy naming `{stage}/$connect` alone: it is the only route a WebSocket API
+//! authorizes. With `CEDARGATE_RESPONSE=simple`, HTTP API 2.0 events get the requested route's
+//! decision as `isAuthorized`, unless the event shows identity sources without the route key
+//! (API Gateway would then reuse the answer for every route): that is answered `false`. A
+//! route key that the schema's route table does not give for the ARN is noted and, in a simple
+//! response, never allowed. With no bundle loaded there is nothing to allow: a Deny for
+//! everything (or `false`).
+//!
+//! ## Memoization
+//! Everything here is pure, so a [`Memo`] may hand back an earlier result for equal inputs:
+//! decisions keyed by the bundle and a digest of the [`Facts`] (never by the token: callers
+//! with equal facts share one entry), and the route-independent part of the IAM policy keyed
+//! by the bundle, the decisions and the API and stage. Decisions that read the time are never
+//! memoized. [`NoMemo`] computes everything every time.
+//!
+//! Invariant: pure. No I/O, no logging, no clock but `Input::now`.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde_json::Value;
+
+use crate::arn::MethodArn;
+use crate::bundle::Snapshot;
+use crate::claims::VerifiedClaims;
+use crate::config::{ResponseConfig, ResponseMode};
+use crate::decide::{decide, Decisions, Detail};
+use crate::entities;
+use crate::event::{AuthzRequest, CacheScope, Flavor};
+use crate::facts::{self, ClaimError, Facts, FactsDigest, RequestFact};
+use crate::iam::{Base, Plan, PolicyDocument, Shape, Target};
+use crate::response::{context, usage_key, ContextShape, PolicyResponse, SimpleResponse};
+use crate::routes::{Route, RouteId};
+
+/// What one request brings.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    pub request: &'a AuthzRequest,
+    pub claims: &'a VerifiedClaims,
+    /// Stands in for the request time when the event does not carry one.
+    pub now: SystemTime,
+}
+
+/// The bundle a memo entry belongs to: its content digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BundleId(pub [u8; 32]);
+
+impl BundleId {
+    pub fn of(snapshot: &Snapshot) -> Self {
+        let mut id = [0u8; 32];
+        if hex::decode_to_slice(&snapshot.digest, &mut id).is_err() {
+            // Not expected (the digest is our own hex); hash the text instead.
+            use sha2::Digest;
+            id = sha2::Sha256::digest(snapshot.digest.as_bytes()).into();
+        }
+        Self(id)
+    }
+}
+
+/// Everything a memoized decision set depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DecisionKey {
+    pub bundle: BundleId,
+    pub facts: FactsDigest,
+    pub detail: Detail,
+}
+
+/// The API and stage an answer is for: parts of the method ARN that the policy's resources
+/// are written with.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ApiStage {
+    pub partition: String,
+    pub region: String,
+    pub account_id: String,
+    pub api_id: String,
+    pub stage: String,
+}
+
+impl ApiStage {
+    pub fn of(arn: &MethodArn) -> Self {
+        Self {
+            partition: arn.partition.clone(),
+            region: arn.region.clone(),
+            account_id: arn.account_id.clone(),
+            api_id: arn.api_id.clone(),
+            stage: arn.stage.clone(),
+        }
+    }
+}
+
+/// Everything the route-independent part of a policy depends on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BaseKey {
+    pub bundle: BundleId,
+    /// The decision of every route, one bit each.
+    pub allowed: Box<[u64]>,
+    pub api: ApiStage,
+}
+
+/// The IAM analysis in use and the caller's route-independent policy.
+pub type PolicyBase = (Arc<Plan>, Base);
+
+/// Remembers pure results between calls. Implementations must return, for a key, only a value
+/// that `compute` returned for an equal key.
+pub trait Memo: Sync {
+    fn decisions(
+        &self,
+        key: DecisionKey,
+        compute: &mut dyn FnMut() -> Result<Arc<Decisions>, ClaimError>,
+    ) -> Result<Arc<Decisions>, ClaimError>;
+    fn base(&self, key: BaseKey, compute: &mut dyn FnMut() -> Arc<PolicyBase>) -> Arc<PolicyBase>;
+}
+
+/// No memory: every call computes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoMemo;
+
+impl Memo for NoMemo {
+    fn decisions(
+        &self,
+        _: DecisionKey,
+        compute: &mut dyn FnMut() -> Result<Arc<Decisions>, ClaimError>,
+    ) -> Result<Arc<Decisions>, ClaimError> {
+        compute()
+    }
+    fn base(&self, _: BaseKey, compute: &mut dyn FnMut() -> Arc<PolicyBase>) -> Arc<PolicyBase> {
+        compute()
+    }
+}
+
+/// What the response decides: a policy over every route, or the requested route's decision.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    Policy(Shape),
+    Simple(bool),
+}
+
+/// Something about this request worth a log line (the core itself does not log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    /// No valid policy bundle is loaded: everything is denied.
+    NoBundle,
+    /// API Gateway matched this route key, but the schema's table routes the ARN elsewhere.
+    RouteMismatch { route_key: String },
+    /// Simple responses were asked for, but the cache would reuse one answer for every route.
+    SimpleRefused,
+    /// Allowed routes the IAM policy cannot express exactly (left out).
+    Inexpressible(Vec<String>),
+    /// Policies that failed to evaluate (ignored by Cedar), per route.
+    PolicyErrors(Vec<(String, String)>),
+    /// A policy reads a request fact that this event shows is not part of API Gateway's cache
+    /// key (or, for TOKEN events, is not carried at all).
+    FactNotKeyed { fact: RequestFact, why: String },
+}
+
+/// Everything about one answered request.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The `principalId` of the answer.
+    pub principal: String,
+    /// The bundle revision the answer comes from (`none` without one).
+    pub revision: String,
+    /// The facts the decisions read (none without a bundle).
+    pub facts: Option<Facts>,
+    /// Every route's decision, in route order (none without a bundle).
+    pub decisions: Option<Arc<Decisions>>,
+    /// Whether `decisions` were computed by this call (not handed back by the memo).
+    pub computed: bool,
+    /// The route the request's resource reaches, when the table has one.
+    pub route: Option<RouteId>,
+    pub route_name: Option<String>,
+    /// The requested route's decision, as answered.
+    pub allowed: bool,
+    pub answer: Answer,
+    /// The response JSON, exactly as the Lambda returns it.
+    pub response: Value,
+    pub notes: Vec<Note>,
+}
+
+/// Decides one request: see the module documentation. `Err` when the claims do not fit the
+/// schema (the authorizer's 401).
+pub fn authorize(
+    snapshot: Option<&Snapshot>,
+    input: &Input<'_>,
+    settings: &ResponseConfig,
+    detail: Detail,
+    memo: &dyn Memo,
+) -> Result<Outcome, ClaimError> {
+    let req = input.request;
+    let simple = settings.mode == ResponseMode::Simple && req.flavor == Flavor::HttpV2;
+    let Some(snapshot) = snapshot else {
+        let answer = if simple {
+            Answer::Simple(false)
+        } else {
+            Answer::Policy(Shape {
+                deny: vec!["*".to_owned()],
+                ..Shape::default()
+            })
+        };
+        let principal = input.claims.sub().to_owned();
+        let response = respond(req, &principal, input.claims, &answer, "none", settings);
+        return Ok(Outcome {
+            principal,
+            revision: "none".to_owned(),
+            facts: None,
+            decisions: None,
+            computed: false,
+            route: None,
+            route_name: None,
+            allowed: false,
+            answer,
+            response,
+            notes: vec![Note::NoBundle],
+        });
+    };
+
+    let mapping = snapshot.mapping();
+    let principal = facts::principal_id(mapping, input.claims)?;
+    let facts = Facts::build(mapping, snapshot.reads(), input.claims, req, input.now)?;
+    let bundle = BundleId::of(snapshot);
+    let mut computed = false;
+    let mut compute = || {
+        computed = true;
+        decide_facts(snapshot, &facts, detail)
+    };
+    let decisions = match facts.digest().filter(|_| snapshot.decisions_reusable()) {
+        Some(digest) => memo.decisions(
+            DecisionKey {
+                bundle,
+                facts: digest,
+                detail,
+            },
+            &mut compute,
+        )?,
+        None => compute()?,
+    };
+
+    let mut notes = cache_notes(snapshot, req);
+    let routes = snapshot.routes();
+    let target = routes.route_resource(&req.arn.resource);
+    let target_route = target.and_then(|r| routes.get(r));
+    let decided = target.is_some_and(|r| decisions.routes.get(r).is_some_and(|d| d.allowed));
+    let drift = route_drift(req, target_route);
+    if let Some(key) = drift {
+        notes.push(Note::RouteMismatch {
+            route_key: key.to_owned(),
+        });
+    }
+    if computed {
+        let errors: Vec<(String, String)> = decisions
+            .routes
+            .iter()
+            .enumerate()
+            .flat_map(|(r, d)| {
+                let name = routes.get(r).map_or("-", |r| r.name.as_str());
+                d.errors.iter().map(move |e| (name.to_owned(), e.clone()))
+            })
+            .collect();
+        if !errors.is_empty() {
+            notes.push(Note::PolicyErrors(errors));
+        }
+    }
+
+    let (answer, allowed) = if simple {
+        if req.cache == CacheScope::AllRoutes {
+            notes.push(Note::SimpleRefused);
+            (Answer::Simple(false), false)
+        } else {
+            // A route the schema's table does not agree on is never allowed.
+            let yes = decided && drift.is_none();
+            (Answer::Simple(yes), yes)
+        }
+    } else if req.flavor == Flavor::WebSocket {
+        // A WebSocket API calls the authorizer for `$connect` only: the policy names that one
+        // resource (`{stage}/*/*` would not match it, and nothing else needs an answer).
+        let resource = vec![req.arn.resource.clone()];
+        let shape = if decided {
+            Shape {
+                allow_exact: resource,
+                ..Shape::default()
+            }
+        } else {
+            Shape {
+                deny_exact: resource,
+                ..Shape::default()
+            }
+        };
+        (Answer::Policy(shape), decided)
+    } else {
+        let allowed_bits = decisions.allowed();
+        let key = BaseKey {
+            bundle,
+            allowed: pack(&allowed_bits),
+            api: ApiStage::of(&req.arn),
+        };
+        let base = memo.base(key, &mut || {
+            Arc::new(snapshot.policy_base(&req.arn, &allowed_bits))
+        });
+        let (plan, base) = &*base;
+        let shape = plan.finish(
+            base,
+            Target {
+                resource: &req.arn.resource,
+                route: target,
+            },
+        );
+        if !shape.inexact.is_empty() {
+            notes.push(Note::Inexpressible(
+                shape
+                    .inexact
+                    .iter()
+                    .filter_map(|r| routes.get(*r))
+                    .map(|r| r.name.clone())
+                    .collect(),
+            ));
+        }
+        (Answer::Policy(shape), decided)
+    };
+    let revision = snapshot.revision().to_owned();
+    let response = respond(req, &principal, input.claims, &answer, &revision, settings);
+    Ok(Outcome {
+        principal,
+        revision,
+        facts: Some(facts),
+        decisions: Some(decisions),
+        computed,
+        route: target,
+        route_name: target_route.map(|r| r.name.clone()),
+        allowed,
+        answer,
+        response,
+        notes,
+    })
+}
+
+/// Cedar's decisions for the caller the facts describe.
+fn decide_facts(
+    snapshot: &Snapshot,
+    facts: &Facts,
+    detail: Detail,
+) -> Result<Arc<Decisions>, ClaimError> {
+    let caller = entities::caller(snapshot.mapping(), facts, &snapshot.base_entities)?;
+    decide(snapshot.index(), &caller, detail)
+        .map(Arc::new)
+        .map_err(|e| ClaimError::Entity(e.to_string()))
+}
+
+/// One bit per route.
+fn pack(allowed: &[bool]) -> Box<[u64]> {
+    let mut words = vec![0u64; allowed.len().div_ceil(64)];
+    for (i, a) in allowed.iter().enumerate() {
+        if *a {
+            if let Some(w) = words.get_mut(i / 64) {
+                *w |= 1 << (i % 64);
+            }
+        }
+    }
+    words.into_boxed_slice()
+}
+
+/// The route key the event says API Gateway matched, when it is not the route the schema's
+/// table gives for the ARN (parameter names aside). `None`: they agree, or the event has none.
+fn route_drift<'a>(req: &'a AuthzRequest, routed: Option<&Route>) -> Option<&'a str> {
+    let key = req.route_key.as_deref()?;
+    let same = match (Route::parse(key), routed) {
+        (Ok(Some(matched)), Some(ours)) => matched.shape() == ours.shape(),
+        _ => false,
+    };
+    (!same).then_some(key)
+}
+
+/// The request facts some policy reads that this event shows are outside API Gateway's cache
+/// key: a TOKEN event carries none of them, and an HTTP API event lists its identity source
+/// values, so a fact whose value is not among them is reused across values. (REST REQUEST and
+/// WebSocket events do not say; `cedargate validate` checks those against the template. The
+/// time is not judged here: whether a cached answer outlives it depends on the TTL, which no
+/// event carries.)
+fn cache_notes(snapshot: &Snapshot, req: &AuthzRequest) -> Vec<Note> {
+    let facts = snapshot.request_facts();
+    if facts.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for fact in facts {
+        let value = match &fact {
+            RequestFact::Time(_) => continue,
+            RequestFact::SourceIp => req.source_ip.as_deref(),
+            RequestFact::UserAgent => req.user_agent.as_deref(),
+            RequestFact::Header(h) => req.header(h),
+        };
+        match req.flavor {
+            Flavor::Token => out.push(Note::FactNotKeyed {
+                fact,
+                why: "TOKEN events do not carry it, so a policy that reads it never sees it: use a REQUEST authorizer with it among the identity sources".to_owned(),
+            }),
+            Flavor::HttpV1 | Flavor::HttpV2 => {
+                let Some(values) = req.identity_values.as_ref().filter(|v| !v.is_empty()) else {
+                    continue;
+                };
+                if !value.is_some_and(|v| values.iter().any(|s| s == v)) {
+                    out.push(Note::FactNotKeyed {
+                        fact,
+                        why: "it is not among the authorizer's identity sources, so API Gateway reuses a cached answer for requests with other values: add it to the identity sources, or set the cache TTL to 0".to_owned(),
+                    });
+                }
+            }
+            Flavor::Request | Flavor::WebSocket => {}
+        }
+    }
+    out
+}
+
+/// The response JSON for the flavour.
+fn respond(
+    req: &AuthzRequest,
+    principal: &str,
+    claims: &VerifiedClaims,
+    answer: &Answer,
+    revision: &str,
+    settings: &ResponseConfig,
+) -> Value {
+    // Payload 2.0 passes arrays and objects in `context` through; the others need it flat.
+    let shape = if req.flavor == Flavor::HttpV2 {
+        ContextShape::Nested
+    } else {
+        ContextShape::Flat
+    };
+    let context = context(claims, &settings.context_claims, principal, revision, shape);
+    let value = match answer {
+        Answer::Simple(is_authorized) => serde_json::to_value(SimpleResponse {
+            is_authorized: *is_authorized,
+            context,
+        }),
+        Answer::Policy(shape) => {
+            // Usage plans exist for REST and WebSocket APIs only; HTTP APIs have none.
+            let usage_identifier_key = match req.flavor {
+                Flavor::Token | Flavor::Request | Flavor::WebSocket => {
+                    usage_key(claims, settings.usage_key.as_ref())
+                }
+                Flavor::HttpV1 | Flavor::HttpV2 => None,
+            };
+            serde_json::to_value(PolicyResponse {
+                principal_id: principal.to_owned(),
+                policy_document: PolicyDocument::from_shape(shape, &req.arn),
+                context,
+                usage_identifier_key,
+            })
+        }
+    };
+    value.unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packing_keeps_every_decision() {
+        let a = [true, false, true];
+        let mut b = vec![false; 130];
+        b[129] = true;
+        assert_eq!(&*pack(&a), &[0b101]);
+        assert_eq!(pack(&b).len(), 3);
+        assert_ne!(pack(&b), pack(&[false; 130]));
+    }
+}
