@@ -28,6 +28,8 @@ pub struct MethodArn {
     pub stage: String,
     /// What follows `{stage}/`: `GET/pets/42`, `GET/` (root), `$connect`.
     pub resource: String,
+    /// `arn:{partition}:execute-api:{region}:{account}:{api}/{stage}/`, kept from the parse.
+    prefix: String,
 }
 
 fn token_ok(s: &str) -> bool {
@@ -87,7 +89,9 @@ impl MethodArn {
         if resource.is_empty() {
             return Err(err("no route after the stage"));
         }
+        let prefix_len = arn.len() - resource.len();
         Ok(Self {
+            prefix: arn.get(..prefix_len).unwrap_or_default().to_owned(),
             partition: partition.to_owned(),
             region: region.to_owned(),
             account_id: account.to_owned(),
@@ -98,12 +102,9 @@ impl MethodArn {
     }
 
     /// `arn:{partition}:execute-api:{region}:{account}:{api}/{stage}/`: the prefix of every
-    /// resource in the returned policy.
-    pub fn prefix(&self) -> String {
-        format!(
-            "arn:{}:execute-api:{}:{}:{}/{}/",
-            self.partition, self.region, self.account_id, self.api_id, self.stage
-        )
+    /// resource in the returned policy (the checked parts of the ARN, as the ARN spells them).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 }
 

@@ -31,24 +31,21 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use serde_json::Value;
-
-use crate::arn::MethodArn;
 use crate::bundle::Snapshot;
 use crate::claims::VerifiedClaims;
 use crate::config::{ResponseConfig, ResponseMode};
 use crate::decide::{decide, Decisions, Detail};
 use crate::entities;
 use crate::event::{AuthzRequest, CacheScope, Flavor};
-use crate::facts::{self, ClaimError, Facts, FactsDigest, RequestFact};
+use crate::facts::{self, ClaimError, Facts, RequestFact};
 use crate::iam::{Base, Plan, PolicyDocument, Shape, Target};
-use crate::response::{context, usage_key, ContextShape, PolicyResponse, SimpleResponse};
+use crate::response::{context, usage_key, ContextShape, PolicyResponse, Response, SimpleResponse};
 use crate::routes::{Route, RouteId};
 
 /// What one request brings.
 #[derive(Debug, Clone, Copy)]
 pub struct Input<'a> {
-    pub request: &'a AuthzRequest,
+    pub request: &'a AuthzRequest<'a>,
     pub claims: &'a VerifiedClaims,
     /// Stands in for the request time when the event does not carry one.
     pub now: SystemTime,
@@ -60,54 +57,74 @@ pub struct BundleId(pub [u8; 32]);
 
 impl BundleId {
     pub fn of(snapshot: &Snapshot) -> Self {
-        let mut id = [0u8; 32];
-        if hex::decode_to_slice(&snapshot.digest, &mut id).is_err() {
-            // Not expected (the digest is our own hex); hash the text instead.
-            use sha2::Digest;
-            id = sha2::Sha256::digest(snapshot.digest.as_bytes()).into();
-        }
-        Self(id)
+        Self(snapshot.id)
     }
 }
 
-/// Everything a memoized decision set depends on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Everything a memoized decision set depends on. The facts themselves are the key (compared in
+/// full, so two callers can share an entry only when their facts are equal, not merely when
+/// some hash of them is); their digest only names them in logs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DecisionKey {
     pub bundle: BundleId,
-    pub facts: FactsDigest,
     pub detail: Detail,
+    pub facts: Arc<Facts>,
 }
 
-/// The API and stage an answer is for: parts of the method ARN that the policy's resources
-/// are written with.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ApiStage {
-    pub partition: String,
-    pub region: String,
-    pub account_id: String,
-    pub api_id: String,
-    pub stage: String,
+/// Everything the route-independent part of a policy depends on: the bundle, the decision of
+/// every route, and the API and stage (the ARN prefix names partition, region, account, API
+/// id and stage; the policy's resources are written with it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseKey {
+    pub bundle: BundleId,
+    /// The decision of every route, one bit each ([`Decisions::allowed_bits`]).
+    pub allowed: Box<[u64]>,
+    /// `arn:{partition}:execute-api:{region}:{account}:{api}/{stage}/`.
+    pub prefix: String,
 }
 
-impl ApiStage {
-    pub fn of(arn: &MethodArn) -> Self {
-        Self {
-            partition: arn.partition.clone(),
-            region: arn.region.clone(),
-            account_id: arn.account_id.clone(),
-            api_id: arn.api_id.clone(),
-            stage: arn.stage.clone(),
+/// A [`BaseKey`] borrowed from the request and its decisions, to look one up without copying.
+#[derive(Debug, Clone, Copy)]
+pub struct BaseKeyRef<'a> {
+    pub bundle: BundleId,
+    pub allowed: &'a [u64],
+    pub prefix: &'a str,
+}
+
+impl BaseKeyRef<'_> {
+    pub fn to_owned_key(&self) -> BaseKey {
+        BaseKey {
+            bundle: self.bundle,
+            allowed: self.allowed.into(),
+            prefix: self.prefix.to_owned(),
         }
     }
 }
 
-/// Everything the route-independent part of a policy depends on.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct BaseKey {
-    pub bundle: BundleId,
-    /// The decision of every route, one bit each.
-    pub allowed: Box<[u64]>,
-    pub api: ApiStage,
+// One hash for both forms, so that a borrowed key finds the owned one.
+impl std::hash::Hash for BaseKeyRef<'_> {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.bundle.hash(h);
+        self.allowed.hash(h);
+        self.prefix.hash(h);
+    }
+}
+
+impl std::hash::Hash for BaseKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        BaseKeyRef {
+            bundle: self.bundle,
+            allowed: &self.allowed,
+            prefix: &self.prefix,
+        }
+        .hash(h);
+    }
+}
+
+impl quick_cache::Equivalent<BaseKey> for BaseKeyRef<'_> {
+    fn equivalent(&self, key: &BaseKey) -> bool {
+        self.bundle == key.bundle && *self.allowed == *key.allowed && self.prefix == key.prefix
+    }
 }
 
 /// The IAM analysis in use and the caller's route-independent policy.
@@ -121,7 +138,11 @@ pub trait Memo: Sync {
         key: DecisionKey,
         compute: &mut dyn FnMut() -> Result<Arc<Decisions>, ClaimError>,
     ) -> Result<Arc<Decisions>, ClaimError>;
-    fn base(&self, key: BaseKey, compute: &mut dyn FnMut() -> Arc<PolicyBase>) -> Arc<PolicyBase>;
+    fn base(
+        &self,
+        key: &BaseKeyRef<'_>,
+        compute: &mut dyn FnMut() -> Arc<PolicyBase>,
+    ) -> Arc<PolicyBase>;
 }
 
 /// No memory: every call computes.
@@ -136,7 +157,11 @@ impl Memo for NoMemo {
     ) -> Result<Arc<Decisions>, ClaimError> {
         compute()
     }
-    fn base(&self, _: BaseKey, compute: &mut dyn FnMut() -> Arc<PolicyBase>) -> Arc<PolicyBase> {
+    fn base(
+        &self,
+        _: &BaseKeyRef<'_>,
+        compute: &mut dyn FnMut() -> Arc<PolicyBase>,
+    ) -> Arc<PolicyBase> {
         compute()
     }
 }
@@ -174,7 +199,7 @@ pub struct Outcome {
     /// The bundle revision the answer comes from (`none` without one).
     pub revision: String,
     /// The facts the decisions read (none without a bundle).
-    pub facts: Option<Facts>,
+    pub facts: Option<Arc<Facts>>,
     /// Every route's decision, in route order (none without a bundle).
     pub decisions: Option<Arc<Decisions>>,
     /// Whether `decisions` were computed by this call (not handed back by the memo).
@@ -185,8 +210,8 @@ pub struct Outcome {
     /// The requested route's decision, as answered.
     pub allowed: bool,
     pub answer: Answer,
-    /// The response JSON, exactly as the Lambda returns it.
-    pub response: Value,
+    /// The response, exactly as the Lambda returns it.
+    pub response: Response,
     pub notes: Vec<Note>,
 }
 
@@ -229,23 +254,28 @@ pub fn authorize(
 
     let mapping = snapshot.mapping();
     let principal = facts::principal_id(mapping, input.claims)?;
-    let facts = Facts::build(mapping, snapshot.reads(), input.claims, req, input.now)?;
+    let facts = Arc::new(Facts::build(
+        mapping,
+        snapshot.reads(),
+        input.claims,
+        req,
+        input.now,
+    )?);
     let bundle = BundleId::of(snapshot);
     let mut computed = false;
     let mut compute = || {
         computed = true;
         decide_facts(snapshot, &facts, detail)
     };
-    let decisions = match facts.digest().filter(|_| snapshot.decisions_reusable()) {
-        Some(digest) => memo.decisions(
-            DecisionKey {
-                bundle,
-                facts: digest,
-                detail,
-            },
-            &mut compute,
-        )?,
-        None => compute()?,
+    let decisions = if snapshot.decisions_reusable() {
+        let key = DecisionKey {
+            bundle,
+            detail,
+            facts: facts.clone(),
+        };
+        memo.decisions(key, &mut compute)?
+    } else {
+        compute()?
     };
 
     let mut notes = cache_notes(snapshot, req);
@@ -300,14 +330,14 @@ pub fn authorize(
         };
         (Answer::Policy(shape), decided)
     } else {
-        let allowed_bits = decisions.allowed();
-        let key = BaseKey {
+        let bits = decisions.allowed_bits();
+        let key = BaseKeyRef {
             bundle,
-            allowed: pack(&allowed_bits),
-            api: ApiStage::of(&req.arn),
+            allowed: &bits,
+            prefix: req.arn.prefix(),
         };
-        let base = memo.base(key, &mut || {
-            Arc::new(snapshot.policy_base(&req.arn, &allowed_bits))
+        let base = memo.base(&key, &mut || {
+            Arc::new(snapshot.policy_base(&req.arn, &decisions.allowed()))
         });
         let (plan, base) = &*base;
         let shape = plan.finish(
@@ -358,22 +388,9 @@ fn decide_facts(
         .map_err(|e| ClaimError::Entity(e.to_string()))
 }
 
-/// One bit per route.
-fn pack(allowed: &[bool]) -> Box<[u64]> {
-    let mut words = vec![0u64; allowed.len().div_ceil(64)];
-    for (i, a) in allowed.iter().enumerate() {
-        if *a {
-            if let Some(w) = words.get_mut(i / 64) {
-                *w |= 1 << (i % 64);
-            }
-        }
-    }
-    words.into_boxed_slice()
-}
-
 /// The route key the event says API Gateway matched, when it is not the route the schema's
 /// table gives for the ARN (parameter names aside). `None`: they agree, or the event has none.
-fn route_drift<'a>(req: &'a AuthzRequest, routed: Option<&Route>) -> Option<&'a str> {
+fn route_drift<'a>(req: &'a AuthzRequest<'_>, routed: Option<&Route>) -> Option<&'a str> {
     let key = req.route_key.as_deref()?;
     let same = match (Route::parse(key), routed) {
         (Ok(Some(matched)), Some(ours)) => matched.shape() == ours.shape(),
@@ -388,7 +405,7 @@ fn route_drift<'a>(req: &'a AuthzRequest, routed: Option<&Route>) -> Option<&'a 
 /// WebSocket events do not say; `cedargate validate` checks those against the template. The
 /// time is not judged here: whether a cached answer outlives it depends on the TTL, which no
 /// event carries.)
-fn cache_notes(snapshot: &Snapshot, req: &AuthzRequest) -> Vec<Note> {
+fn cache_notes(snapshot: &Snapshot, req: &AuthzRequest<'_>) -> Vec<Note> {
     let facts = snapshot.request_facts();
     if facts.is_empty() {
         return Vec::new();
@@ -423,15 +440,15 @@ fn cache_notes(snapshot: &Snapshot, req: &AuthzRequest) -> Vec<Note> {
     out
 }
 
-/// The response JSON for the flavour.
+/// The response for the flavour.
 fn respond(
-    req: &AuthzRequest,
+    req: &AuthzRequest<'_>,
     principal: &str,
     claims: &VerifiedClaims,
     answer: &Answer,
     revision: &str,
     settings: &ResponseConfig,
-) -> Value {
+) -> Response {
     // Payload 2.0 passes arrays and objects in `context` through; the others need it flat.
     let shape = if req.flavor == Flavor::HttpV2 {
         ContextShape::Nested
@@ -439,8 +456,8 @@ fn respond(
         ContextShape::Flat
     };
     let context = context(claims, &settings.context_claims, principal, revision, shape);
-    let value = match answer {
-        Answer::Simple(is_authorized) => serde_json::to_value(SimpleResponse {
+    match answer {
+        Answer::Simple(is_authorized) => Response::Simple(SimpleResponse {
             is_authorized: *is_authorized,
             context,
         }),
@@ -452,28 +469,12 @@ fn respond(
                 }
                 Flavor::HttpV1 | Flavor::HttpV2 => None,
             };
-            serde_json::to_value(PolicyResponse {
+            Response::Policy(PolicyResponse {
                 principal_id: principal.to_owned(),
                 policy_document: PolicyDocument::from_shape(shape, &req.arn),
                 context,
                 usage_identifier_key,
             })
         }
-    };
-    value.unwrap_or(Value::Null)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn packing_keeps_every_decision() {
-        let a = [true, false, true];
-        let mut b = vec![false; 130];
-        b[129] = true;
-        assert_eq!(&*pack(&a), &[0b101]);
-        assert_eq!(pack(&b).len(), 3);
-        assert_ne!(pack(&b), pack(&[false; 130]));
     }
 }

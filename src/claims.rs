@@ -19,14 +19,12 @@
 
 use std::sync::Arc;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use jsonwebtoken::Algorithm;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::config::JwtConfig;
 use crate::jwks::{JwksError, KeyStore, VerifyingKey};
-use crate::token::{alg_name, parse_object, shown, ObjectError, UnverifiedJwt};
+use crate::token::{alg_name, parse_object, shown, JsonObject, ObjectError, UnverifiedJwt};
 
 /// Why a token's claims were refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,7 +65,7 @@ pub enum ClaimsError {
 /// ([`VerifiedClaims::from_trusted_json`]). Private fields: this type is the proof.
 #[derive(Debug, Clone)]
 pub struct VerifiedClaims {
-    claims: Map<String, Value>,
+    claims: JsonObject,
     sub: String,
     iss: String,
     exp: u64,
@@ -93,7 +91,7 @@ impl VerifiedClaims {
         self.claims.get(claim)
     }
 
-    pub fn as_map(&self) -> &Map<String, Value> {
+    pub fn as_map(&self) -> &JsonObject {
         &self.claims
     }
 
@@ -104,6 +102,7 @@ impl VerifiedClaims {
         let Value::Object(claims) = claims else {
             return Err(ClaimsError::Payload(ObjectError::NotObject));
         };
+        let claims: JsonObject = claims.into_iter().collect();
         let sub = subject(&claims)?;
         let iss = match claims.get("iss") {
             None => String::new(),
@@ -175,10 +174,7 @@ impl Verifier {
         let key = verify_signature(&self.keys, token).await?;
 
         // The signature holds, so the payload is the issuer's: now it may be read.
-        let payload = URL_SAFE_NO_PAD
-            .decode(token.payload_b64())
-            .map_err(|_| ClaimsError::Payload(ObjectError::NotJson))?;
-        let claims = parse_object(&payload).map_err(ClaimsError::Payload)?;
+        let claims = parse_object(token.payload()).map_err(ClaimsError::Payload)?;
 
         let iss = self.issuer(&claims)?;
         // A key found through one issuer's discovery vouches only for that issuer: otherwise any
@@ -205,7 +201,7 @@ impl Verifier {
 
     /// `iss` must be one string equal to a configured issuer. jsonwebtoken accepts an array
     /// that merely contains one; an issuer is a single identity (RFC 7519 §4.1.1).
-    fn issuer(&self, claims: &Map<String, Value>) -> Result<String, ClaimsError> {
+    fn issuer(&self, claims: &JsonObject) -> Result<String, ClaimsError> {
         match claims.get("iss") {
             None => Err(ClaimsError::Missing("iss")),
             Some(Value::String(iss)) if self.issuers.iter().any(|i| i == iss) => Ok(iss.clone()),
@@ -219,7 +215,7 @@ impl Verifier {
 
     /// `exp` required and not passed; `nbf` and `iat`, when present, not in the future. The
     /// leeway absorbs clock skew between the issuer and us, in both directions. Returns `exp`.
-    fn times(&self, claims: &Map<String, Value>, now: u64) -> Result<u64, ClaimsError> {
+    fn times(&self, claims: &JsonObject, now: u64) -> Result<u64, ClaimsError> {
         let leeway = self.leeway;
         // Fractional dates are rounded against the token: an earlier expiry, a later start.
         let exp = match claims.get("exp") {
@@ -249,7 +245,7 @@ impl Verifier {
     /// `aud` is required (a token for some other API must not be accepted here) and may be a
     /// string or an array of strings (Auth0 sends an array when the userinfo audience is
     /// included); one of them must be configured.
-    fn audience(&self, claims: &Map<String, Value>) -> Result<(), ClaimsError> {
+    fn audience(&self, claims: &JsonObject) -> Result<(), ClaimsError> {
         let invalid = ClaimsError::Invalid {
             claim: "aud",
             reason: "it is not a string or an array of strings",
@@ -292,7 +288,7 @@ pub async fn verify_signature(
         .ok_or(ClaimsError::BadSignature { tried })
 }
 
-fn subject(claims: &Map<String, Value>) -> Result<String, ClaimsError> {
+fn subject(claims: &JsonObject) -> Result<String, ClaimsError> {
     // `sub` is who the policies talk about; an empty one would be an anonymous principal.
     match claims.get("sub") {
         None => Err(ClaimsError::Missing("sub")),
@@ -342,6 +338,9 @@ fn numeric_date(
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
 
     use jsonwebtoken::{EncodingKey, Header};
     use serde_json::json;

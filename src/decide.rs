@@ -208,6 +208,19 @@ impl Decisions {
     pub fn allowed(&self) -> Vec<bool> {
         self.routes.iter().map(|d| d.allowed).collect()
     }
+
+    /// The decision of every route, one bit each (route `r` is bit `r % 64` of word `r / 64`).
+    pub fn allowed_bits(&self) -> Box<[u64]> {
+        let mut words = vec![0u64; self.routes.len().div_ceil(64)];
+        for (i, d) in self.routes.iter().enumerate() {
+            if d.allowed {
+                if let Some(w) = words.get_mut(i / 64) {
+                    *w |= 1 << (i % 64);
+                }
+            }
+        }
+        words.into_boxed_slice()
+    }
 }
 
 /// How much to evaluate.

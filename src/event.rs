@@ -53,6 +53,9 @@ pub enum Flavor {
 pub enum EventError {
     #[error("the event is not JSON: {0}")]
     NotJson(String),
+    /// The text ends before the JSON document does (a stream reader then reads on).
+    #[error("the event ends too early: {0}")]
+    Incomplete(String),
     #[error("the event is not an API Gateway authorizer event: {0}")]
     Unrecognized(String),
     #[error("the `{flavor}` event is malformed: {reason}")]
@@ -83,17 +86,19 @@ impl fmt::Display for SkippedHeader {
     }
 }
 
-/// One authorization request, whatever the flavour.
+/// One authorization request, whatever the flavour. It borrows what it can from the event
+/// text (the token, the headers); [`AuthzRequest::into_owned`] detaches it.
 #[derive(Debug, Clone)]
-pub struct AuthzRequest {
+pub struct AuthzRequest<'a> {
     pub flavor: Flavor,
     /// The credential as sent (`Bearer eyJ…`), when there is one.
-    pub authorization: Option<String>,
+    pub authorization: Option<Cow<'a, str>>,
     pub arn: MethodArn,
     pub source_ip: Option<String>,
     pub user_agent: Option<String>,
-    /// Request headers, names in lower case (REQUEST flavours only).
-    pub headers: BTreeMap<String, String>,
+    /// Request headers as sent (REQUEST flavours only): names as the event spells them (HTTP
+    /// names are case-insensitive: see [`AuthzRequest::header`]), values checked.
+    pub headers: Vec<(Cow<'a, str>, Cow<'a, str>)>,
     /// When API Gateway received the request (unix milliseconds), when the event says.
     pub request_time_ms: Option<i64>,
     /// The route key API Gateway matched (`GET /pets/{petId}`, `$default`, `$connect`), when
@@ -108,12 +113,39 @@ pub struct AuthzRequest {
     pub skipped_headers: Vec<SkippedHeader>,
 }
 
-impl AuthzRequest {
-    /// A header by lower-case name.
-    pub fn header(&self, lower: &str) -> Option<&str> {
-        self.headers.get(lower).map(String::as_str)
+impl AuthzRequest<'_> {
+    /// A header by name, case-insensitively (the first of a repeated name, as API Gateway's
+    /// single-value map keeps one).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_ref())
     }
 
+    /// The request, owning everything it borrowed from the event text.
+    pub fn into_owned(self) -> AuthzRequest<'static> {
+        AuthzRequest {
+            flavor: self.flavor,
+            authorization: self.authorization.map(|a| Cow::Owned(a.into_owned())),
+            arn: self.arn,
+            source_ip: self.source_ip,
+            user_agent: self.user_agent,
+            headers: self
+                .headers
+                .into_iter()
+                .map(|(k, v)| (Cow::Owned(k.into_owned()), Cow::Owned(v.into_owned())))
+                .collect(),
+            request_time_ms: self.request_time_ms,
+            route_key: self.route_key,
+            cache: self.cache,
+            identity_values: self.identity_values,
+            skipped_headers: self.skipped_headers,
+        }
+    }
+}
+
+impl AuthzRequest<'static> {
     /// A request with no event behind it (`explain --token`, policy tests): a REST REQUEST
     /// to `arn` carrying the given facts.
     pub fn synthetic(
@@ -129,7 +161,10 @@ impl AuthzRequest {
             arn,
             source_ip,
             user_agent,
-            headers,
+            headers: headers
+                .into_iter()
+                .map(|(k, v)| (Cow::Owned(k), Cow::Owned(v)))
+                .collect(),
             request_time_ms,
             route_key: None,
             cache: CacheScope::Unknown,
@@ -177,6 +212,13 @@ impl<'a> Lenient<'a> {
     fn int(&self) -> Option<i64> {
         match self {
             Self::Int(n) => Some(*n),
+            _ => None,
+        }
+    }
+    /// The string, still borrowed from the event where it was.
+    fn cow(&self) -> Option<Cow<'a, str>> {
+        match self {
+            Self::Str(s) => Some(s.clone()),
             _ => None,
         }
     }
@@ -292,12 +334,12 @@ impl<'de: 'a, 'a> Deserialize<'de> for Pairs<'a> {
     }
 }
 
-impl Pairs<'_> {
-    fn get(&self, name: &str) -> Option<&str> {
+impl<'a> Pairs<'a> {
+    fn get_cow(&self, name: &str) -> Option<Cow<'a, str>> {
         self.0
             .iter()
             .find(|(k, _)| k == name)
-            .and_then(|(_, v)| v.str())
+            .and_then(|(_, v)| v.cow())
     }
     fn string_values(&self) -> impl Iterator<Item = &str> {
         self.0.iter().filter_map(|(_, v)| v.str())
@@ -553,22 +595,19 @@ fn header_value_ok(value: &str) -> bool {
         .all(|b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80)
 }
 
-/// The usable headers by lower-case name (the first of a repeated name, as API Gateway's
-/// single-value map keeps one), and the ones skipped.
-fn headers_of(pairs: &Pairs<'_>) -> (BTreeMap<String, String>, Vec<SkippedHeader>) {
-    let mut out = BTreeMap::new();
+/// The usable headers, in order, and the ones skipped.
+#[allow(clippy::type_complexity)]
+fn headers_of<'a>(pairs: Pairs<'a>) -> (Vec<(Cow<'a, str>, Cow<'a, str>)>, Vec<SkippedHeader>) {
+    let mut out = Vec::with_capacity(pairs.0.len());
     let mut skipped = Vec::new();
-    for (name, value) in &pairs.0 {
-        if !header_name_ok(name) {
+    for (name, value) in pairs.0 {
+        if !header_name_ok(&name) {
             skipped.push(SkippedHeader::BadName { len: name.len() });
             continue;
         }
-        let lower = name.to_ascii_lowercase();
-        match value.str().filter(|v| header_value_ok(v)) {
-            Some(v) => {
-                out.entry(lower).or_insert_with(|| v.to_owned());
-            }
-            None => skipped.push(SkippedHeader::BadValue(lower)),
+        match value {
+            Lenient::Str(v) if header_value_ok(&v) => out.push((name, v)),
+            _ => skipped.push(SkippedHeader::BadValue(name.to_ascii_lowercase())),
         }
     }
     (out, skipped)
@@ -633,9 +672,9 @@ fn identity_values(raw: &Raw<'_>) -> Option<Vec<String>> {
     }
 }
 
-impl AuthzRequest {
-    /// Parses an event from JSON text.
-    pub fn from_json(text: &str) -> Result<Self, EventError> {
+impl<'a> AuthzRequest<'a> {
+    /// Parses an event from JSON text, borrowing from it.
+    pub fn from_json(text: &'a str) -> Result<Self, EventError> {
         let mut de = serde_json::Deserializer::from_str(text);
         let raw = match Raw::deserialize(&mut de).and_then(|r| de.end().map(|()| r)) {
             Ok(r) => r,
@@ -648,18 +687,20 @@ impl AuthzRequest {
                     e.column()
                 )))
             }
+            Err(e) if e.is_eof() => return Err(EventError::Incomplete(e.to_string())),
             // Syntax errors name a position, never the text around it.
             Err(e) => return Err(EventError::NotJson(e.to_string())),
         };
-        Self::from_raw(&raw)
+        Self::from_raw(raw)
     }
 
     /// Parses an event already decoded as JSON.
-    pub fn from_value(value: &serde_json::Value) -> Result<Self, EventError> {
-        Self::from_json(&value.to_string())
+    pub fn from_value(value: &serde_json::Value) -> Result<AuthzRequest<'static>, EventError> {
+        let text = value.to_string();
+        AuthzRequest::from_json(&text).map(AuthzRequest::into_owned)
     }
 
-    fn from_raw(raw: &Raw<'_>) -> Result<Self, EventError> {
+    fn from_raw(mut raw: Raw<'a>) -> Result<Self, EventError> {
         let kind = raw.kind.str().unwrap_or_default();
         let version = raw.version.str().unwrap_or_default();
         let flavor = match (kind, version) {
@@ -692,50 +733,52 @@ impl AuthzRequest {
                 .ok_or_else(|| malformed(name, "no `methodArn`"))?,
         };
         let arn = MethodArn::parse(arn_text)?;
-        let ctx = raw.request_context.0.as_ref();
-        let route_key = raw
-            .route_key
-            .str()
-            .or_else(|| ctx.and_then(|c| c.route_key.str()))
-            .map(str::to_owned);
+        // What the cache key and the identity sources say, read before the headers are taken.
+        let (cache, identity_values) = match flavor {
+            Flavor::HttpV2 => (
+                cache_scope_v2(&raw, route_key_of(&raw)),
+                identity_values(&raw),
+            ),
+            Flavor::HttpV1 => (CacheScope::Unknown, identity_values(&raw)),
+            _ => (CacheScope::Unknown, None),
+        };
+        let route_key = route_key_of(&raw).map(str::to_owned);
         let mut req = Self {
             flavor,
             authorization: None,
             arn,
             source_ip: None,
             user_agent: None,
-            headers: BTreeMap::new(),
+            headers: Vec::new(),
             request_time_ms: None,
             route_key,
-            cache: CacheScope::Unknown,
-            identity_values: None,
+            cache,
+            identity_values,
             skipped_headers: Vec::new(),
         };
         if flavor == Flavor::Token {
             // A TOKEN event carries the token and the ARN, nothing else about the request.
             req.route_key = None;
-            req.authorization = raw.authorization_token.str().map(str::to_owned);
+            req.authorization = raw.authorization_token.cow();
             return Ok(req);
         }
-        let (headers, skipped) = headers_of(&raw.headers);
+        let (headers, skipped) = headers_of(std::mem::take(&mut raw.headers));
         req.headers = headers;
         req.skipped_headers = skipped;
+        let ctx = raw.request_context.0.as_ref();
         let identity = ctx.and_then(|c| c.identity.0.as_ref());
         let http = ctx.and_then(|c| c.http.0.as_ref());
+        let header_auth = req.header_cow("authorization");
         match flavor {
             Flavor::HttpV2 => {
-                req.cache = cache_scope_v2(raw, req.route_key.as_deref());
-                req.identity_values = identity_values(raw);
                 // The identity source, when it is the Authorization header, is also in
                 // `headers`; a single identity source value is the token otherwise.
-                req.authorization = req.header("authorization").map(str::to_owned).or_else(|| {
-                    match &raw.identity_source {
-                        IdentitySource::Values(v) => match v.as_slice() {
-                            [only] => only.str().map(str::to_owned),
-                            _ => None,
-                        },
+                req.authorization = header_auth.or_else(|| match &raw.identity_source {
+                    IdentitySource::Values(v) => match v.as_slice() {
+                        [only] => only.cow(),
                         _ => None,
-                    }
+                    },
+                    _ => None,
                 });
                 req.source_ip = present(http.and_then(|h| h.source_ip.str()));
                 req.user_agent = present(http.and_then(|h| h.user_agent.str()))
@@ -743,11 +786,7 @@ impl AuthzRequest {
                 req.request_time_ms = ctx.and_then(|c| c.time_epoch.int());
             }
             Flavor::HttpV1 => {
-                req.identity_values = identity_values(raw);
-                req.authorization = req
-                    .header("authorization")
-                    .map(str::to_owned)
-                    .or_else(|| raw.authorization_token.str().map(str::to_owned));
+                req.authorization = header_auth.or_else(|| raw.authorization_token.cow());
                 req.source_ip = present(identity.and_then(|i| i.source_ip.str()));
                 req.user_agent = present(req.header("user-agent"));
                 req.request_time_ms =
@@ -757,11 +796,11 @@ impl AuthzRequest {
                 if req.arn.resource == WEBSOCKET_CONNECT {
                     req.flavor = Flavor::WebSocket;
                 }
-                req.authorization = req.header("authorization").map(str::to_owned);
+                req.authorization = header_auth;
                 if req.flavor == Flavor::WebSocket && req.authorization.is_none() {
                     req.authorization = WEBSOCKET_TOKEN_PARAMS
                         .iter()
-                        .find_map(|p| raw.query.get(p).map(str::to_owned));
+                        .find_map(|p| raw.query.get_cow(p));
                 }
                 req.source_ip = present(identity.and_then(|i| i.source_ip.str()));
                 req.user_agent = present(req.header("user-agent"))
@@ -771,6 +810,24 @@ impl AuthzRequest {
         }
         Ok(req)
     }
+
+    /// A header's value as borrowed from the event, by name, case-insensitively.
+    fn header_cow(&self, name: &str) -> Option<Cow<'a, str>> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    }
+}
+
+/// The route key of an event: top level (HTTP API 2.0) or in `requestContext`.
+fn route_key_of<'r>(raw: &'r Raw<'_>) -> Option<&'r str> {
+    raw.route_key.str().or_else(|| {
+        raw.request_context
+            .0
+            .as_ref()
+            .and_then(|c| c.route_key.str())
+    })
 }
 
 #[cfg(test)]
@@ -789,7 +846,7 @@ mod tests {
         serde_json::from_str(&text).unwrap()
     }
 
-    fn parse(v: &Value) -> AuthzRequest {
+    fn parse(v: &Value) -> AuthzRequest<'static> {
         AuthzRequest::from_value(v).unwrap()
     }
 

@@ -114,7 +114,11 @@ pub fn explain(
         ),
         Answer::Simple(_) => (None, Vec::new()),
     };
-    let facts = outcome.facts.clone().unwrap_or_else(|| everything.clone());
+    let facts = outcome
+        .facts
+        .as_deref()
+        .cloned()
+        .unwrap_or_else(|| everything.clone());
     Ok(Explanation {
         revision: outcome.revision.clone(),
         flavor: input.request.flavor,
@@ -127,6 +131,6 @@ pub fn explain(
         request_allowed: outcome.allowed,
         policy,
         inexact,
-        response: outcome.response,
+        response: outcome.response.to_value(),
     })
 }

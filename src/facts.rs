@@ -377,7 +377,7 @@ impl Facts {
         mapping: &Mapping,
         reads: &Reads,
         claims: &VerifiedClaims,
-        req: &AuthzRequest,
+        req: &AuthzRequest<'_>,
         now: SystemTime,
     ) -> Result<Facts, ClaimError> {
         let id = principal_id(mapping, claims)?;
@@ -398,8 +398,20 @@ impl Facts {
     /// (every map and set is ordered, keys are strings). `None` only if serialising failed,
     /// which plain data cannot; such facts are then simply not memoized.
     pub fn digest(&self) -> Option<FactsDigest> {
-        let json = serde_json::to_vec(self).ok()?;
-        Some(FactsDigest(Sha256::digest(&json).into()))
+        /// Feeds the JSON straight into the hash, without building it in memory.
+        struct Hashing(Sha256);
+        impl std::io::Write for Hashing {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.update(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut h = Hashing(Sha256::new());
+        serde_json::to_writer(&mut h, self).ok()?;
+        Some(FactsDigest(h.0.finalize().into()))
     }
 }
 
@@ -490,62 +502,75 @@ fn principal_attrs(
             None | Some(Value::Null) => continue,
             Some(v) => v,
         };
+        let read = reads.principal_attrs.contains(&a.name);
         let fact = match (&a.split, value) {
-            (Some(sep), Value::String(s)) => FactValue::Set(
-                s.split(sep.as_str())
-                    .filter(|x| !x.is_empty())
-                    .map(|x| FactValue::String(x.to_owned()))
-                    .collect(),
-            ),
-            _ => convert(value, &a.ty).map_err(|expected| ClaimError::WrongType {
+            (Some(sep), Value::String(s)) => read.then(|| {
+                FactValue::Set(
+                    s.split(sep.as_str())
+                        .filter(|x| !x.is_empty())
+                        .map(|x| FactValue::String(x.to_owned()))
+                        .collect(),
+                )
+            }),
+            // Checked whether read or not (a claim of the wrong type is refused), built only
+            // when read.
+            _ => convert(value, &a.ty, read).map_err(|expected| ClaimError::WrongType {
                 claim: a.claim.clone(),
                 target: target(),
                 expected,
                 found: json_kind(value),
             })?,
         };
-        if reads.principal_attrs.contains(&a.name) {
+        if let Some(fact) = fact {
             out.insert(a.name.clone(), fact);
         }
     }
     Ok(out)
 }
 
-/// Converts a claim value to the declared type; `Err` carries what was expected.
-fn convert(v: &Value, ty: &AttrType) -> Result<FactValue, String> {
-    match (ty, v) {
-        (AttrType::String, Value::String(s)) => Ok(FactValue::String(s.clone())),
-        (AttrType::Long, Value::Number(n)) => n
-            .as_i64()
-            .map(FactValue::Long)
-            .ok_or_else(|| "a whole number in Long's range".to_owned()),
-        (AttrType::Bool, Value::Bool(b)) => Ok(FactValue::Bool(*b)),
-        (AttrType::Entity(t), Value::String(s)) => Ok(FactValue::Entity {
+/// Converts a claim value to the declared type; `Err` carries what was expected. With `build`
+/// false the value is only checked (`Ok(None)`).
+fn convert(v: &Value, ty: &AttrType, build: bool) -> Result<Option<FactValue>, String> {
+    let value = match (ty, v) {
+        (AttrType::String, Value::String(s)) => build.then(|| FactValue::String(s.clone())),
+        (AttrType::Long, Value::Number(n)) => {
+            let n = n
+                .as_i64()
+                .ok_or_else(|| "a whole number in Long's range".to_owned())?;
+            build.then_some(FactValue::Long(n))
+        }
+        (AttrType::Bool, Value::Bool(b)) => build.then_some(FactValue::Bool(*b)),
+        (AttrType::Entity(t), Value::String(s)) => build.then(|| FactValue::Entity {
             r#type: t.clone(),
             id: s.clone(),
         }),
         (AttrType::Set(e), Value::Array(items)) => {
             let mut out = BTreeSet::new();
             for item in items {
-                out.insert(convert(item, e).map_err(|inner| format!("an array of {e} ({inner})"))?);
+                let one = convert(item, e, build)
+                    .map_err(|inner| format!("an array of {e} ({inner})"))?;
+                out.extend(one);
             }
-            Ok(FactValue::Set(out))
+            build.then_some(FactValue::Set(out))
         }
-        (t, _) => Err(match t {
-            AttrType::String => "a string".to_owned(),
-            AttrType::Long => "a number".to_owned(),
-            AttrType::Bool => "a boolean".to_owned(),
-            AttrType::Entity(n) => format!("a string id of `{n}`"),
-            AttrType::Set(e) => format!("an array of {e}"),
-            other => format!("{other}"),
-        }),
-    }
+        (t, _) => {
+            return Err(match t {
+                AttrType::String => "a string".to_owned(),
+                AttrType::Long => "a number".to_owned(),
+                AttrType::Bool => "a boolean".to_owned(),
+                AttrType::Entity(n) => format!("a string id of `{n}`"),
+                AttrType::Set(e) => format!("an array of {e}"),
+                other => format!("{other}"),
+            })
+        }
+    };
+    Ok(value)
 }
 
 fn resource_attrs(
     mapping: &Mapping,
     reads: &Reads,
-    req: &AuthzRequest,
+    req: &AuthzRequest<'_>,
 ) -> BTreeMap<String, FactValue> {
     let arn = &req.arn;
     mapping
@@ -568,7 +593,7 @@ fn resource_attrs(
 fn context(
     mapping: &Mapping,
     reads: &Reads,
-    req: &AuthzRequest,
+    req: &AuthzRequest<'_>,
     now: SystemTime,
 ) -> BTreeMap<String, FactValue> {
     let when_ms = req.request_time_ms.unwrap_or_else(|| unix_millis(now));

@@ -33,18 +33,20 @@ use std::time::{Instant, SystemTime};
 use quick_cache::sync::Cache;
 use quick_cache::Weighter;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use crate::authorize::{
-    authorize, Answer, BaseKey, DecisionKey, Input, Memo, Note, Outcome, PolicyBase,
+    authorize, Answer, BaseKey, BaseKeyRef, DecisionKey, Input, Memo, Note, Outcome, PolicyBase,
 };
 use crate::claims::{VerifiedClaims, Verifier};
 use crate::config::{JwtConfig, ResponseConfig};
 use crate::decide::{Decisions, Detail};
-use crate::event::AuthzRequest;
+use crate::event::{AuthzRequest, EventError};
 use crate::facts::ClaimError;
+use crate::response::Response;
 use crate::store::Store;
 use crate::time::unix_now;
-use crate::token::UnverifiedJwt;
+use crate::token::{bearer, fingerprint_of, UnverifiedJwt};
 
 /// The one error API Gateway maps to 401. Its message must be exactly `Unauthorized`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -141,20 +143,33 @@ impl Memo for CacheMemo {
         Ok(d)
     }
 
-    fn base(&self, key: BaseKey, compute: &mut dyn FnMut() -> Arc<PolicyBase>) -> Arc<PolicyBase> {
-        if let Some(b) = self.bases.get(&key) {
+    fn base(
+        &self,
+        key: &BaseKeyRef<'_>,
+        compute: &mut dyn FnMut() -> Arc<PolicyBase>,
+    ) -> Arc<PolicyBase> {
+        if let Some(b) = self.bases.get(key) {
             self.base_hits.fetch_add(1, Ordering::Relaxed);
             return b;
         }
         self.base_misses.fetch_add(1, Ordering::Relaxed);
         let b = compute();
-        self.bases.insert(key, b.clone());
+        self.bases.insert(key.to_owned_key(), b.clone());
         b
     }
 }
 
 /// The verified-claims cache key: the SHA-256 of the token.
 type TokenKey = [u8; 32];
+
+/// A token as logs name it: its fingerprint, written only when a line is written.
+struct Token(TokenKey);
+
+impl std::fmt::Display for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&fingerprint_of(&self.0))
+    }
+}
 
 /// The authorizer with its key store, policy store and caches.
 #[derive(Debug)]
@@ -218,17 +233,27 @@ impl Authorizer {
         }
     }
 
-    /// Handles one authorizer event given as JSON.
+    /// Handles one authorizer event given as JSON: the response as JSON, or [`Unauthorized`].
     pub async fn handle(&self, event: &Value) -> Result<Value, Unauthorized> {
-        self.handle_json(&event.to_string()).await
+        self.handle_json(&event.to_string())
+            .await
+            .map(|r| r.to_value())
     }
 
-    /// Handles one authorizer event given as JSON text: the response JSON, or
-    /// [`Unauthorized`].
-    pub async fn handle_json(&self, event: &str) -> Result<Value, Unauthorized> {
+    /// Handles one authorizer event given as JSON text: the response, or [`Unauthorized`].
+    pub async fn handle_json(&self, event: &str) -> Result<Response, Unauthorized> {
+        self.handle_event(AuthzRequest::from_json(event)).await
+    }
+
+    /// Handles one authorizer event, already parsed (or refused by the parser): the response,
+    /// or [`Unauthorized`].
+    pub async fn handle_event(
+        &self,
+        event: Result<AuthzRequest<'_>, EventError>,
+    ) -> Result<Response, Unauthorized> {
         self.store.ensure_fresh().await;
         let started = Instant::now();
-        let req = match AuthzRequest::from_json(event) {
+        let req = match event {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(event = "unauthorized", reason = %e, "event refused");
@@ -243,14 +268,8 @@ impl Authorizer {
             tracing::info!(event = "unauthorized", reason = "no token", arn = %req.arn, "no token");
             return Err(Unauthorized);
         };
-        let token = match UnverifiedJwt::parse(raw, self.max_token_bytes) {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::info!(event = "unauthorized", reason = %e, arn = %req.arn, "malformed token");
-                return Err(Unauthorized);
-            }
-        };
-        let claims = self.verified(&token).await?;
+        let (key, claims) = self.claims_of(raw, &req).await?;
+        let token = Token(key);
         let snapshot = self.store.current();
         let input = Input {
             request: &req,
@@ -266,7 +285,7 @@ impl Authorizer {
         ) {
             Ok(o) => o,
             Err(reason) => {
-                tracing::info!(event = "unauthorized", token = %token.fingerprint(), reason = %reason, "claims do not fit the schema");
+                tracing::info!(event = "unauthorized", token = %token, reason = %reason, "claims do not fit the schema");
                 return Err(Unauthorized);
             }
         };
@@ -274,21 +293,43 @@ impl Authorizer {
         Ok(outcome.response)
     }
 
-    async fn verified(&self, token: &UnverifiedJwt) -> Result<Arc<VerifiedClaims>, Unauthorized> {
-        let key: TokenKey = token.digest();
+    /// The verified claims of the `Authorization` value: from the cache when these exact token
+    /// bytes verified before and have not expired since (the same bytes verify the same way,
+    /// so they are not parsed again), else parsed and verified now. Also returns the token's
+    /// SHA-256, its name in the logs.
+    async fn claims_of(
+        &self,
+        authorization: &str,
+        req: &AuthzRequest<'_>,
+    ) -> Result<(TokenKey, Arc<VerifiedClaims>), Unauthorized> {
+        let bytes = match bearer(authorization, self.max_token_bytes) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::info!(event = "unauthorized", reason = %e, arn = %req.arn, "malformed token");
+                return Err(Unauthorized);
+            }
+        };
+        let key: TokenKey = Sha256::digest(bytes.as_bytes()).into();
         if let Some(c) = self.claims.get(&key) {
             // A cached token is still checked for expiry on every use.
             if c.expires_at().saturating_add(self.leeway) > unix_now() {
                 self.claims_hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(c);
+                return Ok((key, c));
             }
         }
         self.claims_misses.fetch_add(1, Ordering::Relaxed);
-        match self.verifier.verify(token).await {
+        let token = match UnverifiedJwt::parse(bytes, self.max_token_bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::info!(event = "unauthorized", reason = %e, arn = %req.arn, "malformed token");
+                return Err(Unauthorized);
+            }
+        };
+        match self.verifier.verify(&token).await {
             Ok(c) => {
                 let c = Arc::new(c);
                 self.claims.insert(key, c.clone());
-                Ok(c)
+                Ok((key, c))
             }
             Err(e) => {
                 tracing::info!(event = "unauthorized", token = %token.fingerprint(), reason = %e, "token refused");
@@ -306,8 +347,10 @@ impl Authorizer {
         warned.insert((revision.to_owned(), note))
     }
 
-    fn log(&self, outcome: &Outcome, token: &UnverifiedJwt, req: &AuthzRequest, started: Instant) {
-        let fingerprint = token.fingerprint();
+    fn log(&self, outcome: &Outcome, token: &Token, req: &AuthzRequest<'_>, started: Instant) {
+        // Field values are computed only when the line is enabled: no hashing or formatting
+        // for lines filtered out.
+        let fingerprint = token;
         let route = outcome.route_name.as_deref().unwrap_or("-");
         for note in &outcome.notes {
             match note {
@@ -359,11 +402,6 @@ impl Authorizer {
             ),
             Answer::Simple(_) => (0, 0, "simple"),
         };
-        let facts = outcome
-            .facts
-            .as_ref()
-            .and_then(|f| f.digest())
-            .map_or_else(|| "-".to_owned(), |d| d.short());
         tracing::info!(
             event = "decision",
             token = %fingerprint,
@@ -373,7 +411,11 @@ impl Authorizer {
             allowed = outcome.allowed,
             response,
             revision = %outcome.revision,
-            facts = %facts,
+            facts = %outcome
+                .facts
+                .as_ref()
+                .and_then(|f| f.digest())
+                .map_or_else(|| "-".to_owned(), |d| d.short()),
             memo = match (&outcome.decisions, outcome.computed) {
                 (None, _) => "-",
                 (Some(_), true) => "miss",

@@ -1000,18 +1000,26 @@ impl PolicyDocument {
     /// already a wildcard, so there the full prefix is kept for patterns too.
     pub fn from_shape(shape: &Shape, arn: &MethodArn) -> Self {
         let exact = arn.prefix();
+        let short;
         let patterns = if arn.stage == "*" || shape.full_prefix {
-            exact.clone()
+            exact
         } else {
-            format!("arn:{}:execute-api:*/{}/", arn.partition, arn.stage)
+            short = format!("arn:{}:execute-api:*/{}/", arn.partition, arn.stage);
+            short.as_str()
         };
         let mut statement = Vec::new();
         for (effect, pats, exacts) in [
             (Effect::Allow, &shape.allow, &shape.allow_exact),
             (Effect::Deny, &shape.deny, &shape.deny_exact),
         ] {
-            let mut resource: Vec<String> = pats.iter().map(|p| format!("{patterns}{p}")).collect();
-            resource.extend(exacts.iter().map(|e| format!("{exact}{e}")));
+            let joined = |head: &str, tail: &str| {
+                let mut r = String::with_capacity(head.len() + tail.len());
+                r.push_str(head);
+                r.push_str(tail);
+                r
+            };
+            let mut resource: Vec<String> = pats.iter().map(|p| joined(patterns, p)).collect();
+            resource.extend(exacts.iter().map(|e| joined(exact, e)));
             if !resource.is_empty() {
                 statement.push(Statement {
                     action: "execute-api:Invoke",

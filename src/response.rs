@@ -13,13 +13,45 @@
 //! Invariants: no field is ever `null` (absent fields are left out, nulls inside arrays and
 //! objects are dropped); `usageIdentifierKey` comes from verified claims and configuration only,
 //! never from the request, and only in flavours whose APIs have usage plans (REST, WebSocket).
+//! A [`Response`] serialises straight to the JSON API Gateway reads, with no intermediate tree.
 
-use serde::Serialize;
-use serde_json::{Map, Value};
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+use serde_json::Value;
 
 use crate::claims::VerifiedClaims;
 use crate::config::UsageKeyConfig;
 use crate::iam::PolicyDocument;
+
+/// The `context` of a response: names and values in order, serialised as a JSON object.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Context(pub Vec<(String, Value)>);
+
+impl Context {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// A value by name.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+    fn insert(&mut self, name: &str, value: Value) {
+        match self.0.iter_mut().find(|(k, _)| k == name) {
+            Some((_, v)) => *v = value,
+            None => self.0.push((name.to_owned(), value)),
+        }
+    }
+}
+
+impl Serialize for Context {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
 
 /// An authorizer response with an IAM policy (REST APIs, HTTP API payload 1.0, HTTP API 2.0
 /// with simple responses off, WebSocket).
@@ -28,8 +60,8 @@ use crate::iam::PolicyDocument;
 pub struct PolicyResponse {
     pub principal_id: String,
     pub policy_document: PolicyDocument,
-    #[serde(skip_serializing_if = "Map::is_empty")]
-    pub context: Map<String, Value>,
+    #[serde(skip_serializing_if = "Context::is_empty")]
+    pub context: Context,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage_identifier_key: Option<String>,
 }
@@ -39,8 +71,23 @@ pub struct PolicyResponse {
 #[serde(rename_all = "camelCase")]
 pub struct SimpleResponse {
     pub is_authorized: bool,
-    #[serde(skip_serializing_if = "Map::is_empty")]
-    pub context: Map<String, Value>,
+    #[serde(skip_serializing_if = "Context::is_empty")]
+    pub context: Context,
+}
+
+/// What the authorizer answers API Gateway.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Response {
+    Policy(PolicyResponse),
+    Simple(SimpleResponse),
+}
+
+impl Response {
+    /// The response as a JSON value (for tools that look into it).
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
 }
 
 /// How `context` values may look.
@@ -85,22 +132,19 @@ pub fn context(
     principal: &str,
     revision: &str,
     shape: ContextShape,
-) -> Map<String, Value> {
-    let mut out = Map::new();
+) -> Context {
+    let mut out = Context(Vec::with_capacity(wanted.len() + 2));
     for name in wanted {
         let value = claims.get(name).and_then(|v| match shape {
             ContextShape::Flat => flat_value(v),
             ContextShape::Nested => nested_value(v),
         });
         if let Some(v) = value {
-            out.insert(name.clone(), v);
+            out.insert(name, v);
         }
     }
-    out.insert("principal".to_owned(), Value::String(principal.to_owned()));
-    out.insert(
-        "policyRevision".to_owned(),
-        Value::String(revision.to_owned()),
-    );
+    out.insert("principal", Value::String(principal.to_owned()));
+    out.insert("policyRevision", Value::String(revision.to_owned()));
     out
 }
 
@@ -164,7 +208,7 @@ mod tests {
                 version: "2012-10-17",
                 statement: vec![],
             },
-            context: Map::new(),
+            context: Context::default(),
             usage_identifier_key: None,
         };
         let text = serde_json::to_string(&r).unwrap();
@@ -174,7 +218,7 @@ mod tests {
         );
         let r = SimpleResponse {
             is_authorized: false,
-            context: Map::new(),
+            context: Context::default(),
         };
         assert_eq!(
             serde_json::to_string(&r).unwrap(),
@@ -195,10 +239,14 @@ mod tests {
         .unwrap();
         let wanted = vec!["roles".to_owned(), "missing".to_owned()];
         let flat = context(&claims, &wanted, "u", "rev", ContextShape::Flat);
-        assert_eq!(flat["roles"], json!("[\"reader\",\"editor\"]"));
+        assert_eq!(flat.get("roles"), Some(&json!("[\"reader\",\"editor\"]")));
         let nested = context(&claims, &wanted, "u", "rev", ContextShape::Nested);
-        assert_eq!(nested["roles"], json!(["reader", "editor"]));
-        assert!(!nested.contains_key("missing"));
+        assert_eq!(nested.get("roles"), Some(&json!(["reader", "editor"])));
+        assert!(nested.get("missing").is_none());
+        assert_eq!(
+            serde_json::to_value(&nested).unwrap(),
+            json!({"roles": ["reader", "editor"], "principal": "u", "policyRevision": "rev"})
+        );
     }
 
     #[test]

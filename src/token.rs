@@ -14,13 +14,14 @@
 //!
 //! [`fingerprint`]: UnverifiedJwt::fingerprint
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::Algorithm;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::config::SUPPORTED_ALGORITHMS;
@@ -60,6 +61,9 @@ pub struct UnverifiedJwt {
     kid: Option<String>,
     /// SHA-256 of the token: the verified-claims cache key and the source of the fingerprint.
     digest: [u8; 32],
+    /// The payload, base64url-decoded (still unverified: only claims read it, after the
+    /// signature check).
+    payload: Vec<u8>,
 }
 
 /// The `typ` values that mean "a JWT": plain JWTs and OAuth access tokens (RFC 9068). Anything
@@ -74,21 +78,7 @@ impl UnverifiedJwt {
     /// `authorization` is what the client sent: `Bearer <jwt>` (scheme case-insensitive) or a
     /// bare JWT. Tokens longer than `max_bytes` are refused before anything is decoded.
     pub fn parse(authorization: &str, max_bytes: usize) -> Result<Self, TokenError> {
-        // Cap first: everything after this line is linear in the input, and the input is
-        // attacker-sized.
-        if authorization.len() > max_bytes.saturating_add(SCHEME_ALLOWANCE) {
-            return Err(TokenError::TooLarge {
-                len: authorization.len(),
-                max: max_bytes,
-            });
-        }
-        let token = strip_scheme(authorization)?;
-        if token.len() > max_bytes {
-            return Err(TokenError::TooLarge {
-                len: token.len(),
-                max: max_bytes,
-            });
-        }
+        let token = bearer(authorization, max_bytes)?;
         // Only base64url and dots: no whitespace, padding or JSON serialization can slip
         // through to a parser that would read them differently.
         if !token
@@ -118,9 +108,9 @@ impl UnverifiedJwt {
         let (alg, kid) = check_header(&header)?;
         // An empty payload is a valid JWS (the claims stage refuses it as claims); a payload
         // that is not strict base64url is refused here, before any key is fetched for it.
-        if URL_SAFE_NO_PAD.decode(payload).is_err() {
-            return Err(TokenError::Malformed("the payload is not base64url"));
-        }
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| TokenError::Malformed("the payload is not base64url"))?;
         if signature.is_empty() {
             return Err(TokenError::Malformed("the signature is empty"));
         }
@@ -132,6 +122,7 @@ impl UnverifiedJwt {
             alg,
             kid,
             digest: Sha256::digest(token.as_bytes()).into(),
+            payload,
         })
     }
 
@@ -153,7 +144,7 @@ impl UnverifiedJwt {
     /// A short hex digest of the token (the first 8 bytes of its SHA-256), to correlate log
     /// lines without logging the token.
     pub fn fingerprint(&self) -> String {
-        hex::encode(self.digest.get(..8).unwrap_or_default())
+        fingerprint_of(&self.digest)
     }
 
     /// The SHA-256 of the token (without the scheme).
@@ -173,11 +164,9 @@ impl UnverifiedJwt {
             .map_or("", |(_, signature)| signature)
     }
 
-    /// The payload segment, base64url.
-    pub(crate) fn payload_b64(&self) -> &str {
-        self.signing_input()
-            .split_once('.')
-            .map_or("", |(_, payload)| payload)
+    /// The payload, decoded from base64url (unverified until the signature is checked).
+    pub(crate) fn payload(&self) -> &[u8] {
+        &self.payload
     }
 }
 
@@ -193,8 +182,34 @@ impl fmt::Debug for UnverifiedJwt {
 }
 
 pub(crate) fn fingerprint(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
+    fingerprint_of(&Sha256::digest(token.as_bytes()).into())
+}
+
+/// The fingerprint of a token from its SHA-256: the first 8 bytes, in hex.
+pub fn fingerprint_of(digest: &[u8; 32]) -> String {
     hex::encode(digest.get(..8).unwrap_or_default())
+}
+
+/// The token of an `Authorization` value (`Bearer <jwt>`, scheme case-insensitive, or a bare
+/// JWT), refused when longer than `max_bytes`: the first, cheap step of [`UnverifiedJwt::parse`]
+/// (the handler looks up verified tokens by these bytes before parsing them again).
+pub fn bearer(authorization: &str, max_bytes: usize) -> Result<&str, TokenError> {
+    // Cap first: everything after this line is linear in the input, and the input is
+    // attacker-sized.
+    if authorization.len() > max_bytes.saturating_add(SCHEME_ALLOWANCE) {
+        return Err(TokenError::TooLarge {
+            len: authorization.len(),
+            max: max_bytes,
+        });
+    }
+    let token = strip_scheme(authorization)?;
+    if token.len() > max_bytes {
+        return Err(TokenError::TooLarge {
+            len: token.len(),
+            max: max_bytes,
+        });
+    }
+    Ok(token)
 }
 
 fn strip_scheme(authorization: &str) -> Result<&str, TokenError> {
@@ -218,7 +233,7 @@ fn strip_scheme(authorization: &str) -> Result<&str, TokenError> {
     }
 }
 
-fn check_header(header: &Map<String, Value>) -> Result<(Algorithm, Option<String>), TokenError> {
+fn check_header(header: &JsonObject) -> Result<(Algorithm, Option<String>), TokenError> {
     let alg = match header.get("alg") {
         Some(Value::String(alg)) => alg,
         Some(_) => return Err(TokenError::Header("`alg` is not a string".to_owned())),
@@ -305,17 +320,24 @@ pub enum ObjectError {
 /// Parses a JSON object, refusing duplicate member names at the top level. RFC 7519 §4 lets a
 /// parser either refuse duplicates or keep the last one; two parsers that choose differently
 /// (ours and jsonwebtoken's) could then check different values, so duplicates are refused.
-pub(crate) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ObjectError> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|_| ObjectError::NotJson)?;
-    if !value.is_object() {
-        return Err(ObjectError::NotObject);
+///
+/// The object is read once, into an ordered map (no hashing); only when that fails is the
+/// input looked at again, to say why.
+pub(crate) fn parse_object(bytes: &[u8]) -> Result<JsonObject, ObjectError> {
+    match serde_json::from_slice::<UniqueObject>(bytes) {
+        Ok(o) => Ok(o.0),
+        Err(_) => Err(match serde_json::from_slice::<Value>(bytes) {
+            Err(_) => ObjectError::NotJson,
+            Ok(v) if !v.is_object() => ObjectError::NotObject,
+            Ok(_) => ObjectError::Duplicate,
+        }),
     }
-    serde_json::from_slice::<UniqueObject>(bytes)
-        .map(|o| o.0)
-        .map_err(|_| ObjectError::Duplicate)
 }
 
-struct UniqueObject(Map<String, Value>);
+/// A JSON object's members by name.
+pub type JsonObject = BTreeMap<String, Value>;
+
+struct UniqueObject(JsonObject);
 
 impl<'de> Deserialize<'de> for UniqueObject {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -329,7 +351,7 @@ impl<'de> Deserialize<'de> for UniqueObject {
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<UniqueObject, A::Error> {
-                let mut map = Map::new();
+                let mut map = JsonObject::new();
                 while let Some(key) = access.next_key::<String>()? {
                     let value: Value = access.next_value()?;
                     if map.insert(key, value).is_some() {
@@ -552,7 +574,7 @@ mod tests {
         let token = jws(RS256, r#"{"sub":"a"}"#);
         let jwt = UnverifiedJwt::parse(&token, 4096).unwrap();
         assert_eq!(jwt.signature_b64(), "c2ln");
-        assert_eq!(jwt.payload_b64(), b64(r#"{"sub":"a"}"#));
+        assert_eq!(jwt.payload(), br#"{"sub":"a"}"#);
         assert_eq!(
             format!("{}.{}", jwt.signing_input(), jwt.signature_b64()),
             token

@@ -71,6 +71,8 @@ pub struct Derived {
 pub struct Snapshot {
     /// The content digest of the bundle (SHA-256 hex).
     pub digest: String,
+    /// The same digest as bytes: what memoized results are keyed by.
+    pub id: [u8; 32],
     /// A human label of where the bundle came from (directory, S3 object and version).
     pub origin: String,
     pub loaded_at: SystemTime,
@@ -238,9 +240,11 @@ impl Snapshot {
         phases.done("index");
         let plan = Plan::new(&routes);
         phases.done("iam plan");
+        let digest = files.digest();
         Ok((
             Snapshot {
-                digest: files.digest(),
+                id: digest_bytes(&digest),
+                digest,
                 origin: origin.into(),
                 loaded_at: SystemTime::now(),
                 schema,
@@ -262,6 +266,16 @@ impl Snapshot {
             problems,
         ))
     }
+}
+
+/// A hex SHA-256 as bytes (our own digest: always 64 hex digits).
+fn digest_bytes(hex_digest: &str) -> [u8; 32] {
+    let mut id = [0u8; 32];
+    if hex::decode_to_slice(hex_digest, &mut id).is_err() {
+        use sha2::Digest;
+        id = sha2::Sha256::digest(hex_digest.as_bytes()).into();
+    }
+    id
 }
 
 /// Each route action's action groups, transitively, for slicing.

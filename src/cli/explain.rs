@@ -28,8 +28,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -181,12 +179,9 @@ fn token_claims(raw: &str, unverified: bool) -> Result<(VerifiedClaims, ClaimsOr
     if unverified {
         // Explicitly asked for: read the payload without any check. The result is labelled
         // UNVERIFIED everywhere it is shown.
-        let payload = URL_SAFE_NO_PAD
-            .decode(token.payload_b64())
-            .map_err(|_| Failure::Unauthorized("the payload is not base64url".to_owned()))?;
-        let object = parse_object(&payload)
+        let object = parse_object(token.payload())
             .map_err(|e| Failure::Unauthorized(format!("the payload is invalid: {e}")))?;
-        let claims = VerifiedClaims::from_trusted_json(Value::Object(object))
+        let claims = VerifiedClaims::from_trusted_json(Value::Object(object.into_iter().collect()))
             .map_err(|e| Failure::Unauthorized(format!("the claims are refused: {e}")))?;
         let origin = ClaimsOrigin {
             verified: false,
@@ -224,7 +219,7 @@ fn token_claims(raw: &str, unverified: bool) -> Result<(VerifiedClaims, ClaimsOr
 
 /// The request of `--arn`, `--source-ip`, `--header` and `--time`, as a REST REQUEST event
 /// would carry it.
-fn request(args: &Args) -> Result<AuthzRequest, String> {
+fn request(args: &Args) -> Result<AuthzRequest<'static>, String> {
     let arn_text = args.arn.as_deref().unwrap_or(DEFAULT_ARN);
     let arn = MethodArn::parse(arn_text).map_err(|e| e.to_string())?;
     let mut headers = std::collections::BTreeMap::new();
@@ -250,13 +245,15 @@ fn request(args: &Args) -> Result<AuthzRequest, String> {
 }
 
 /// The event of `--event`, parsed as the Lambda parses it.
-fn event_request(path: &Path) -> Result<AuthzRequest, Failure> {
+fn event_request(path: &Path) -> Result<AuthzRequest<'static>, Failure> {
     let text = read_input(&path.display().to_string()).map_err(Failure::Error)?;
-    AuthzRequest::from_json(&text).map_err(|e| {
-        Failure::Unauthorized(format!(
-            "the event is refused, so the authorizer answers 401 Unauthorized: {e}"
-        ))
-    })
+    AuthzRequest::from_json(&text)
+        .map(AuthzRequest::into_owned)
+        .map_err(|e| {
+            Failure::Unauthorized(format!(
+                "the event is refused, so the authorizer answers 401 Unauthorized: {e}"
+            ))
+        })
 }
 
 fn entity_ref(uid: &Value) -> String {
@@ -452,8 +449,8 @@ pub fn run(args: &Args) -> ExitCode {
     };
     let token = match (&args.token, &args.event) {
         (Some(t), _) => Some(t.clone()),
-        (None, Some(_)) if args.claims.is_none() => match req.authorization.clone() {
-            Some(t) => Some(t),
+        (None, Some(_)) if args.claims.is_none() => match &req.authorization {
+            Some(t) => Some(t.to_string()),
             None => {
                 return unauthorized(
                     args.json,
@@ -499,12 +496,14 @@ pub fn run(args: &Args) -> ExitCode {
     };
     let x = match explain(&snapshot, &input, &settings) {
         Ok(x) => x,
-        Err(e) => return unauthorized(
-            args.json,
-            &format!(
+        Err(e) => {
+            return unauthorized(
+                args.json,
+                &format!(
                 "the claims do not fit the schema, so the authorizer answers 401 Unauthorized: {e}"
             ),
-        ),
+            )
+        }
     };
     let arn = req.arn.to_string();
     if args.json {

@@ -1,15 +1,15 @@
 //! `cedargate invoke`: the Lambda handler on events from a file or stdin, one JSON line out per
 //! event, answered as soon as each event is read (so a long-running pipe behaves like a warm
-//! Lambda, including policy refreshes). Each event reaches the handler as the text it was
-//! read as, as the Lambda runtime hands it over.
+//! Lambda, including policy refreshes, which run on the runtime's worker threads meanwhile).
+//! Each event reaches the handler as the text it was read as, as the Lambda runtime hands it
+//! over.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use serde::de::IgnoredAny;
-
 use crate::config::{Config, Env};
+use crate::event::{AuthzRequest, EventError};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -23,51 +23,22 @@ pub struct Args {
 
 const UNAUTHORIZED: &str = r#"{"error":"Unauthorized"}"#;
 
-/// Reads JSON documents one after another: one per line, or spread over several lines, and
-/// sends each as its text. Invalid JSON yields `Err` with the reason and reading resumes at
-/// the next line.
-fn documents(
-    mut input: Box<dyn BufRead + Send>,
-    tx: tokio::sync::mpsc::Sender<Result<String, String>>,
-) {
-    let mut pending = String::new();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        match input.read_line(&mut line) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) => {
-                let _ = tx.blocking_send(Err(format!("cannot read input: {e}")));
-                return;
-            }
-        }
-        if pending.is_empty() && line.trim().is_empty() {
-            continue;
-        }
-        pending.push_str(&line);
-        // Only where the document ends is needed here: skim it without building anything.
-        match serde_json::from_str::<IgnoredAny>(&pending) {
-            Ok(_) => {
-                let doc = std::mem::take(&mut pending);
-                if tx.blocking_send(Ok(doc)).is_err() {
-                    return;
-                }
-            }
-            Err(e) if e.is_eof() => continue,
-            Err(e) => {
-                pending.clear();
-                if tx
-                    .blocking_send(Err(format!("invalid JSON event: {e}")))
-                    .is_err()
-                {
-                    return;
-                }
-            }
-        }
+/// Input lines, with a way to tell whether the next read may have to wait.
+struct Lines {
+    input: BufReader<Box<dyn Read>>,
+}
+
+impl Lines {
+    /// Appends the next line to `to`; `Ok(false)` at the end of the input.
+    fn read_into(&mut self, to: &mut String) -> std::io::Result<bool> {
+        self.input.read_line(to).map(|n| n > 0)
     }
-    if !pending.trim().is_empty() {
-        let _ = tx.blocking_send(Err("the input ends inside a JSON event".to_owned()));
+
+    /// Whether the next read may wait for input (nothing is buffered): then the answers so
+    /// far must be flushed first, so that a caller waiting for them is not kept waiting.
+    fn may_block(&self) -> bool {
+        // `buffer` only looks at what has already been read (`fill_buf` would block).
+        self.input.buffer().is_empty()
     }
 }
 
@@ -76,15 +47,15 @@ pub fn run(args: &Args, env: &dyn Env) -> ExitCode {
         Ok(c) => c,
         Err(e) => return super::config_failure(&e),
     };
-    let input: Box<dyn BufRead + Send> = match args.event.as_ref().or(args.events.as_ref()) {
+    let input: Box<dyn Read> = match args.event.as_ref().or(args.events.as_ref()) {
         Some(path) => match std::fs::File::open(path) {
-            Ok(f) => Box::new(std::io::BufReader::new(f)),
+            Ok(f) => Box::new(f),
             Err(e) => {
                 eprintln!("cedargate: cannot open `{}`: {e}", path.display());
                 return ExitCode::from(1);
             }
         },
-        None => Box::new(std::io::BufReader::new(std::io::stdin())),
+        None => Box::new(std::io::stdin()),
     };
     let rt = match super::runtime() {
         Ok(rt) => rt,
@@ -93,34 +64,58 @@ pub fn run(args: &Args, env: &dyn Env) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    rt.block_on(async move {
-        let authorizer = match crate::build_authorizer(&config).await {
-            Ok(a) => a,
+    let authorizer = match rt.block_on(crate::build_authorizer(&config)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("cedargate: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut lines = Lines {
+        input: BufReader::with_capacity(1 << 16, input),
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut pending = String::new();
+    // Each event is parsed and answered on this thread, as it is read: one JSON document per
+    // line, or spread over several (a document the parser finds unfinished waits for the next
+    // line). The parser that finds where a document ends is the handler's own, so each event
+    // is read once. Output is flushed whenever the next read may have to wait for input.
+    loop {
+        if lines.may_block() && out.flush().is_err() {
+            return ExitCode::SUCCESS;
+        }
+        match lines.read_into(&mut pending) {
+            Ok(true) => {}
+            Ok(false) => break,
             Err(e) => {
-                eprintln!("cedargate: {e}");
-                return ExitCode::from(1);
-            }
-        };
-        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-        std::thread::spawn(move || documents(input, tx));
-        let stdout = std::io::stdout();
-        while let Some(doc) = rx.recv().await {
-            let line = match doc {
-                Ok(event) => match authorizer.handle_json(&event).await {
-                    Ok(response) => response.to_string(),
-                    Err(_) => UNAUTHORIZED.to_owned(),
-                },
-                Err(reason) => {
-                    eprintln!("cedargate: {reason}");
-                    UNAUTHORIZED.to_owned()
-                }
-            };
-            let mut out = stdout.lock();
-            if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
-                // The reader went away (closed pipe): stop quietly.
-                return ExitCode::SUCCESS;
+                eprintln!("cedargate: cannot read input: {e}");
+                break;
             }
         }
-        ExitCode::SUCCESS
-    })
+        if pending.trim().is_empty() {
+            pending.clear();
+            continue;
+        }
+        let event = AuthzRequest::from_json(&pending);
+        if matches!(event, Err(EventError::Incomplete(_))) {
+            continue;
+        }
+        let written = match rt.block_on(authorizer.handle_event(event)) {
+            Ok(response) => serde_json::to_writer(&mut out, &response)
+                .map_err(std::io::Error::from)
+                .and_then(|()| out.write_all(b"\n")),
+            Err(_) => writeln!(out, "{UNAUTHORIZED}"),
+        };
+        pending.clear();
+        if written.is_err() {
+            // The reader went away (closed pipe): stop quietly.
+            return ExitCode::SUCCESS;
+        }
+    }
+    if !pending.trim().is_empty() {
+        eprintln!("cedargate: the input ends inside a JSON event");
+        let _ = writeln!(out, "{UNAUTHORIZED}");
+    }
+    let _ = out.flush();
+    ExitCode::SUCCESS
 }

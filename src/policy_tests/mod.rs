@@ -75,7 +75,7 @@ pub fn case_arn(stage: &str) -> String {
 }
 
 /// The request a case stands for.
-pub fn request(facts: &Facts) -> Result<AuthzRequest, String> {
+pub fn request(facts: &Facts) -> Result<AuthzRequest<'static>, String> {
     let arn = MethodArn::parse(&case_arn(&facts.stage)).map_err(|e| e.to_string())?;
     Ok(AuthzRequest::synthetic(
         arn,

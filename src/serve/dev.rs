@@ -193,7 +193,16 @@ pub async fn explain_caller(app: &App, headers: &HeaderMap) -> Reply {
         }
     }
     if let Some(obj) = body.as_object_mut() {
-        obj.insert("claims".to_owned(), Value::Object(claims.as_map().clone()));
+        obj.insert(
+            "claims".to_owned(),
+            Value::Object(
+                claims
+                    .as_map()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+        );
         obj.insert("token".to_owned(), json!(gateway::fingerprint(raw)));
     }
     http::json(StatusCode::OK, &body)
