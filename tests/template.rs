@@ -42,7 +42,7 @@ fn resource<'a>(t: &'a Template, id: &str) -> &'a Value {
 #[test]
 fn the_template_passes_the_checks_the_linters_do_not_make() {
     let t = template();
-    let findings = t.check(snapshot().routes());
+    let findings = t.check(&snapshot());
     assert!(findings.errors.is_empty(), "{:#?}", findings.errors);
     assert!(findings.warnings.is_empty(), "{:#?}", findings.warnings);
 }
@@ -169,42 +169,28 @@ fn the_policy_bucket_is_versioned_encrypted_and_private() {
 
 /// The validation expression as API Gateway applies it (a full match), written out for the
 /// one expression the template uses: `^Bearer [-0-9a-zA-Z._~+/]+=*$`.
-fn token_shape_ok(header: &str) -> bool {
-    let Some(token) = header.strip_prefix("Bearer ") else {
-        return false;
-    };
-    let body = token.trim_end_matches('=');
-    !body.is_empty()
-        && body
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-._~+/".contains(c))
-}
-
 #[test]
-fn the_rest_api_uses_a_token_authorizer_with_cors_on_its_errors() {
+fn the_rest_api_uses_a_request_authorizer_keyed_on_token_and_address_with_cors_on_its_errors() {
     let t = template();
     let api = &resource(&t, "Api")["Properties"];
     assert_eq!(api["ApiKeySourceType"], "AUTHORIZER");
     let auth = &api["Auth"];
     assert_eq!(auth["DefaultAuthorizer"], "CedargateAuthorizer");
     let a = &auth["Authorizers"]["CedargateAuthorizer"];
-    assert_eq!(a["FunctionPayloadType"], "TOKEN");
-    assert_eq!(a["Identity"]["Header"], "Authorization");
-    assert_eq!(
-        a["Identity"]["ValidationExpression"],
-        "^Bearer [-0-9a-zA-Z._~+/]+=*$"
-    );
-    // The expression lets real tokens through and stops what is not one before the Lambda.
-    assert!(token_shape_ok(&format!("Bearer {}", mint(json!({})))));
-    for bad in [
-        "Bearer ",
-        "Basic dXNlcjpwYXNz",
-        "bearer abc",
-        "Bearer a b",
-        "abc",
-    ] {
-        assert!(!token_shape_ok(bad), "{bad}");
-    }
+    // The demo policies read the caller's address: only REQUEST events carry it, and only an
+    // identity source keeps a cached answer to the address it was computed for.
+    assert_eq!(a["FunctionPayloadType"], "REQUEST");
+    assert_eq!(a["Identity"]["Headers"], json!(["Authorization"]));
+    assert_eq!(a["Identity"]["Context"], json!(["identity.sourceIp"]));
+    let parsed = t.authorizers();
+    let rest = parsed
+        .iter()
+        .find(|a| a.at.contains("`Api`"))
+        .expect("the REST API's authorizer");
+    assert_eq!(rest.payload, cedargate::template::Payload::Request);
+    assert!(rest.sources.contains(&cedargate::template::Source::Context(
+        "identity.sourceIp".into()
+    )));
     for kind in [
         "UNAUTHORIZED",
         "ACCESS_DENIED",
@@ -299,8 +285,8 @@ fn validate_checks_the_template_beside_the_bundle() {
 
     // Short tags are read like their long forms.
     let short = original.replace(
-        "FunctionArn:\n              Fn::GetAtt: [AuthorizerFunction, Arn]\n            Identity:\n              Header",
-        "FunctionArn: !GetAtt AuthorizerFunction.Arn\n            Identity:\n              Header",
+        "FunctionArn:\n              Fn::GetAtt: [AuthorizerFunction, Arn]\n            Identity:\n              # API Gateway",
+        "FunctionArn: !GetAtt AuthorizerFunction.Arn\n            Identity:\n              # API Gateway",
     );
     assert_ne!(short, original);
     std::fs::write(dir.join("template.yaml"), &short).unwrap();
@@ -316,4 +302,70 @@ fn validate_checks_the_template_beside_the_bundle() {
         "{out}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn validate_checks_the_facts_policies_read_against_each_authorizers_cache_key() {
+    let dir = bundle_copy("cache-key");
+    let original = std::fs::read_to_string(repo().join("template.yaml")).unwrap();
+    let rest_authorizer = "            FunctionPayloadType: REQUEST\n            FunctionArn:\n              Fn::GetAtt: [AuthorizerFunction, Arn]\n            Identity:\n              # API Gateway answers 401 itself, without calling the Lambda, when one is missing.\n              Headers: [Authorization]\n              Context: [identity.sourceIp]\n";
+    let http_identity = "            Identity:\n              Headers: [Authorization]\n              Context: [identity.sourceIp]\n              ReauthorizeEvery: { Ref: AuthorizerCacheTtl }\n\n  HttpBackendFunction:";
+    assert!(original.contains(rest_authorizer) && original.contains(http_identity));
+    let fact = "context.sourceIp";
+    let policy = "guardrails.cedar#blocked-source-ip";
+
+    // As shipped: the address is an identity source of both authorizers. Clean.
+    std::fs::write(dir.join("template.yaml"), &original).unwrap();
+    let (code, out) = validate(&dir);
+    assert_eq!(code, 0, "{out}");
+    assert!(!flat(&out).contains(fact), "{out}");
+
+    // A TOKEN authorizer: its events never carry the address. An error naming the policy.
+    let token = original.replace(
+        rest_authorizer,
+        "            FunctionPayloadType: TOKEN\n            FunctionArn:\n              Fn::GetAtt: [AuthorizerFunction, Arn]\n            Identity:\n              Header: Authorization\n",
+    );
+    std::fs::write(dir.join("template.yaml"), &token).unwrap();
+    let (code, out) = validate(&dir);
+    assert_eq!(code, 3, "{out}");
+    let text = flat(&out);
+    assert!(
+        text.contains("`Api` authorizer `CedargateAuthorizer` is a TOKEN authorizer, whose events never carry it")
+            && text.contains(fact)
+            && text.contains(policy),
+        "{out}"
+    );
+
+    // An HTTP API keyed on the header only, with the cache on: a warning with the fix; with
+    // `--deny-warnings`, a failure.
+    let header_only = original.replace(
+        http_identity,
+        "            Identity:\n              Headers: [Authorization]\n              ReauthorizeEvery: { Ref: AuthorizerCacheTtl }\n\n  HttpBackendFunction:",
+    );
+    std::fs::write(dir.join("template.yaml"), &header_only).unwrap();
+    let (code, out) = validate(&dir);
+    assert_eq!(code, 0, "{out}");
+    let text = flat(&out);
+    assert!(
+        text.contains("`HttpApi` authorizer `CedargateAuthorizer` caches each answer for 300 s")
+            && text.contains("identity.sourceIp")
+            && text.contains("set the TTL to 0"),
+        "{out}"
+    );
+    let strict = Command::new(env!("CARGO_BIN_EXE_cedargate"))
+        .args(["validate", "--deny-warnings", "--bundle"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(strict.status.code(), Some(3));
+
+    // The same with the cache off: nothing to reuse, so clean.
+    let uncached = header_only.replace(
+        "              ReauthorizeEvery: { Ref: AuthorizerCacheTtl }\n\n  HttpBackendFunction:",
+        "              ReauthorizeEvery: 0\n\n  HttpBackendFunction:",
+    );
+    std::fs::write(dir.join("template.yaml"), &uncached).unwrap();
+    let (code, out) = validate(&dir);
+    assert_eq!(code, 0, "{out}");
+    assert!(!flat(&out).contains(fact), "{out}");
 }

@@ -6,9 +6,11 @@
 //! `--deny-warnings`. The verdict on Cedar-level problems is the stock `cedar validate`'s on the
 //! same files (`tests/policy_tooling.rs` checks it on a set of broken bundles).
 //!
-//! When a `template.yaml` (AWS SAM) lies beside the bundle, its API routes, authorizer TTLs and
-//! function environment are checked against the bundle too (`crate::template`): a route behind
-//! the authorizer that the schema lacks, or the reverse, is an error naming the route.
+//! When a `template.yaml` (AWS SAM) lies beside the bundle, its API routes, authorizer TTLs,
+//! function environment and authorizer cache keys are checked against the bundle too
+//! (`crate::template`): a route behind the authorizer that the schema lacks, or the reverse, is
+//! an error naming the route; a policy reading a request fact the cache key does not carry is a
+//! warning (an error under a TOKEN authorizer, whose events never carry it).
 
 use std::process::ExitCode;
 
@@ -111,7 +113,7 @@ fn check_template(
             return;
         }
     };
-    let findings = template.check(snapshot.routes());
+    let findings = template.check(snapshot);
     errors.extend(findings.errors.into_iter().map(|e| miette::miette!("{e}")));
     warnings.extend(
         findings

@@ -1,15 +1,19 @@
-//! Gateway: a local stand-in for an API Gateway REST API stage with a TOKEN authorizer.
+//! Gateway: a local stand-in for an API Gateway REST API stage with a REQUEST authorizer, as
+//! `template.yaml` deploys it.
 //!
 //! Stage: the front of `serve`. Input: an HTTP request under `/{stage}/`. Output: what API
 //! Gateway would answer, after calling the authorizer in-process (the exact code the Lambda
 //! runs) and then the demo backend or the `--upstream` backend.
 //!
 //! What it reproduces, because it is what makes a route-wide policy necessary:
-//! - The `Authorization` header is the identity source. Without it, 401 without calling the
-//!   authorizer. The authorizer's answer is cached per header value for the TTL (300 s by
-//!   default; 0 turns caching off) and reused for every route called with the same token, and
-//!   the cached entry is kept for its TTL whatever happens meanwhile (token expiry, policy
-//!   reloads), as API Gateway does.
+//! - The identity sources are the `Authorization` header and the caller's address
+//!   (`context.identity.sourceIp`). Without the header, 401 without calling the authorizer.
+//!   The authorizer gets a REST `REQUEST` event (headers, path, address); its answer is cached
+//!   per (header value, address) for the TTL (300 s by default; 0 turns caching off) and
+//!   reused for every route called with the same token from the same address, and the cached
+//!   entry is kept for its TTL whatever happens meanwhile (token expiry, policy reloads), as
+//!   API Gateway does. The cache is bounded with real eviction: a flood of one-off tokens
+//!   pushes out its own kind, not the answers other callers reuse.
 //! - Every request is judged by the (cached) IAM policy against the method ARN it would have in
 //!   AWS (`arn:aws:execute-api:us-east-1:123456789012:cedargate/prod/GET/pets/42`), by an IAM
 //!   evaluator of its own ([`super::verdict`]).
@@ -18,9 +22,9 @@
 //! - Error bodies, `x-amzn-ErrorType` and CORS headers are those of API Gateway's default
 //!   gateway responses with CORS enabled.
 
-use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::body::Bytes;
@@ -54,7 +58,7 @@ struct Authorized {
     context: Map<String, Value>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Entry {
     answer: Arc<Authorized>,
     expires: Instant,
@@ -82,7 +86,7 @@ pub struct Gateway {
     pub stage: String,
     authorizer: Arc<Authorizer>,
     ttl: Duration,
-    cache: Mutex<HashMap<[u8; 32], Entry>>,
+    cache: quick_cache::sync::Cache<[u8; 32], Entry>,
     pub counters: Counters,
     backend: Backend,
     http: reqwest::Client,
@@ -96,6 +100,8 @@ pub struct Call<'a> {
     pub path: &'a str,
     pub query: Option<&'a str>,
     pub headers: &'a HeaderMap,
+    /// The caller's address (`context.identity.sourceIp`).
+    pub peer: IpAddr,
     pub body: Bytes,
 }
 
@@ -170,8 +176,14 @@ fn decode(s: &str) -> String {
         .unwrap_or_default()
 }
 
-fn token_key(header: &str) -> [u8; 32] {
-    Sha256::digest(header.as_bytes()).into()
+/// The cache key: the identity source values, each length-prefixed.
+fn cache_key(header: &str, peer: IpAddr) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for part in [header, &peer.to_string()] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    h.finalize().into()
 }
 
 /// A short fingerprint of a credential for logs, never the credential itself: the same one
@@ -213,7 +225,7 @@ impl Gateway {
             stage,
             authorizer,
             ttl,
-            cache: Mutex::new(HashMap::new()),
+            cache: quick_cache::sync::Cache::new(CACHE_LIMIT),
             counters: Counters::default(),
             backend,
             http,
@@ -231,20 +243,14 @@ impl Gateway {
     /// Live cache entries.
     pub fn cache_entries(&self) -> usize {
         let now = Instant::now();
-        self.cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .filter(|e| e.expires > now)
-            .count()
+        self.cache.iter().filter(|(_, e)| e.expires > now).count()
     }
 
     /// Drops every cached authorizer answer (`--flush-on-reload`; API Gateway never does this
     /// on its own).
     pub fn flush(&self) -> usize {
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        let n = cache.len();
-        cache.clear();
+        let n = self.cache.len();
+        self.cache.clear();
         n
     }
 
@@ -277,7 +283,7 @@ impl Gateway {
             return unauthorized();
         };
         let arn = method_arn(&self.stage, call.method.as_str(), call.path);
-        let Some(answer) = self.authorize(header, &arn).await else {
+        let Some(answer) = self.authorize(header, &call, &route.name, &arn).await else {
             return unauthorized();
         };
         let verdict = evaluate(&answer.policy, &arn);
@@ -310,15 +316,20 @@ impl Gateway {
         }
     }
 
-    /// The authorizer's answer for this credential: cached, or fresh from the authorizer.
-    /// `None` is the authorizer's `Unauthorized` (not cached: a 401 is retried, as API
-    /// Gateway does with a failing authorizer).
-    async fn authorize(&self, header: &str, arn: &str) -> Option<Arc<Authorized>> {
-        let key = token_key(header);
+    /// The authorizer's answer for this credential from this address: cached, or fresh from
+    /// the authorizer. `None` is the authorizer's `Unauthorized` (not cached: a 401 is retried,
+    /// as API Gateway does with a failing authorizer).
+    async fn authorize(
+        &self,
+        header: &str,
+        call: &Call<'_>,
+        route: &str,
+        arn: &str,
+    ) -> Option<Arc<Authorized>> {
+        let key = cache_key(header, call.peer);
         let now = Instant::now();
         if !self.ttl.is_zero() {
-            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(e) = cache.get(&key).filter(|e| e.expires > now) {
+            if let Some(e) = self.cache.get(&key).filter(|e| e.expires > now) {
                 self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
                 return Some(e.answer.clone());
             }
@@ -326,11 +337,7 @@ impl Gateway {
         self.counters
             .authorizer_calls
             .fetch_add(1, Ordering::Relaxed);
-        let event = json!({
-            "type": "TOKEN",
-            "authorizationToken": header,
-            "methodArn": arn,
-        });
+        let event = self.request_event(call, route, arn);
         let response = self.authorizer.handle(&event).await.ok()?;
         let answer = Arc::new(Authorized {
             principal_id: response
@@ -349,14 +356,7 @@ impl Gateway {
                 .unwrap_or_default(),
         });
         if !self.ttl.is_zero() {
-            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            if cache.len() >= CACHE_LIMIT {
-                cache.retain(|_, e| e.expires > now);
-                if cache.len() >= CACHE_LIMIT {
-                    cache.clear();
-                }
-            }
-            cache.insert(
+            self.cache.insert(
                 key,
                 Entry {
                     answer: answer.clone(),
@@ -365,6 +365,55 @@ impl Gateway {
             );
         }
         Some(answer)
+    }
+
+    /// The REST API `REQUEST` authorizer event API Gateway would send for this call.
+    fn request_event(&self, call: &Call<'_>, route: &str, arn: &str) -> Value {
+        let mut headers = Map::new();
+        let mut multi: Map<String, Value> = Map::new();
+        for (name, value) in call.headers {
+            let Ok(v) = value.to_str() else { continue };
+            // The single-value map keeps the last value of a repeated header.
+            headers.insert(name.as_str().to_owned(), Value::String(v.to_owned()));
+            if let Value::Array(values) = multi
+                .entry(name.as_str().to_owned())
+                .or_insert_with(|| Value::Array(Vec::new()))
+            {
+                values.push(Value::String(v.to_owned()));
+            }
+        }
+        let query: Map<String, Value> =
+            url::form_urlencoded::parse(call.query.unwrap_or("").as_bytes())
+                .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+                .collect();
+        let (method, template) = route.split_once(' ').unwrap_or(("ANY", route));
+        let user_agent = call
+            .headers
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        json!({
+            "type": "REQUEST",
+            "methodArn": arn,
+            "resource": template,
+            "path": call.path,
+            "httpMethod": call.method.as_str(),
+            "headers": headers,
+            "multiValueHeaders": multi,
+            "queryStringParameters": query,
+            "pathParameters": {},
+            "stageVariables": {},
+            "requestContext": {
+                "path": format!("/{}{}", self.stage, call.path),
+                "accountId": ACCOUNT,
+                "stage": self.stage,
+                "apiId": API_ID,
+                "resourcePath": template,
+                "httpMethod": if method == "ANY" { call.method.as_str() } else { method },
+                "requestTimeEpoch": crate::time::unix_millis(std::time::SystemTime::now()),
+                "identity": { "sourceIp": call.peer.to_string(), "userAgent": user_agent },
+            },
+        })
     }
 
     async fn proxy(&self, base: &url::Url, call: &Call<'_>, context: &Map<String, Value>) -> Reply {

@@ -143,7 +143,7 @@ impl App {
         }
     }
 
-    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Reply {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: std::net::IpAddr) -> Reply {
         if !self.host_ok(&req) {
             return http::reply(
                 StatusCode::MISDIRECTED_REQUEST,
@@ -209,6 +209,7 @@ impl App {
                         path: &sub,
                         query: query.as_deref(),
                         headers: &parts.headers,
+                        peer,
                         body,
                     },
                 )
@@ -364,7 +365,7 @@ pub async fn run(opts: Options, env: &dyn Env) -> Result<(), String> {
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
@@ -376,7 +377,7 @@ pub async fn run(opts: Options, env: &dyn Env) -> Result<(), String> {
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         let app = app.clone();
-                        async move { Ok::<_, Infallible>(app.handle(req).await) }
+                        async move { Ok::<_, Infallible>(app.handle(req, peer.ip()).await) }
                     });
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)

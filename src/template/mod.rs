@@ -19,6 +19,9 @@
 //!   knows ([`crate::config::KNOWN_VARIABLES`]; a misspelt one would silently leave a default in
 //!   place), and sets the two it cannot run without.
 //! - **Policy read access** (a warning): the function may read one S3 object, not a bucket.
+//! - **Facts against the cache key** ([`cache`]): every request fact a policy reads (source
+//!   IP, user agent, a header, the time) is carried by the authorizer's identity sources or the
+//!   TTL is 0; a TOKEN authorizer, whose events carry none of them, is an error.
 //!
 //! YAML: CloudFormation's short tags (`!Ref`, `!Sub`, `!GetAtt A.B`, …) are read as their long
 //! forms (`Ref`, `Fn::Sub`, `Fn::GetAtt: [A, B]`), so a template may use either.
@@ -33,6 +36,11 @@ use std::fmt;
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
+mod cache;
+
+pub use cache::{Authorizer, Payload, Source, Ttl};
+
+use crate::bundle::Snapshot;
 use crate::config::KNOWN_VARIABLES;
 use crate::routes::{Route, RouteKind, RouteTable, HTTP_DEFAULT, WEBSOCKET_CONNECT};
 
@@ -567,8 +575,16 @@ impl Template {
         }
     }
 
-    /// Runs every check against the bundle's routes.
-    pub fn check(&self, routes: &RouteTable) -> Findings {
+    /// Runs every check against the bundle: its routes, and the request facts its policies
+    /// read against each authorizer's cache key.
+    pub fn check(&self, snapshot: &Snapshot) -> Findings {
+        let mut f = self.check_routes_only(snapshot.routes());
+        cache::check(self, snapshot, &mut f);
+        f
+    }
+
+    /// The checks that need only the route table.
+    pub fn check_routes_only(&self, routes: &RouteTable) -> Findings {
         let mut f = Findings::default();
         let file = &self.file;
         for setting in self.ttl_settings() {
@@ -892,7 +908,7 @@ Resources:
     #[test]
     fn a_matching_template_passes() {
         let t = Template::parse("t.yaml", SHORT).unwrap();
-        let f = t.check(&table(&["GET /pets", "ANY /pets/{petId}"]));
+        let f = t.check_routes_only(&table(&["GET /pets", "ANY /pets/{petId}"]));
         assert_eq!(f, Findings::default());
         let apis = t.apis();
         assert_eq!(apis.len(), 1);
@@ -902,7 +918,7 @@ Resources:
     #[test]
     fn routes_are_compared_both_ways() {
         let t = Template::parse("t.yaml", SHORT).unwrap();
-        let f = t.check(&table(&[
+        let f = t.check_routes_only(&table(&[
             "GET /pets",
             "DELETE /pets/{petId}",
             "POST /public",
@@ -933,7 +949,7 @@ Resources:
                 "Resource: \"arn:aws:s3:::b/*\"",
             );
         let t = Template::parse("t.yaml", &bad).unwrap();
-        let f = t.check(&table(&["GET /pets", "ANY /pets/{petId}"]));
+        let f = t.check_routes_only(&table(&["GET /pets", "ANY /pets/{petId}"]));
         let all = f.errors.join("\n");
         assert!(all.contains("parameter `Ttl` must declare"), "{all}");
         assert!(
@@ -945,7 +961,7 @@ Resources:
         let literal = SHORT.replace("ReauthorizeEvery: !Ref Ttl", "ReauthorizeEvery: 4000");
         let f = Template::parse("t.yaml", &literal)
             .unwrap()
-            .check(&table(&["GET /pets", "ANY /pets/{petId}"]));
+            .check_routes_only(&table(&["GET /pets", "ANY /pets/{petId}"]));
         assert!(f.errors.iter().any(|e| e.contains("4000 s")), "{f:?}");
     }
 
