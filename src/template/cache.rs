@@ -349,14 +349,13 @@ pub(super) fn check(template: &Template, snapshot: &Snapshot, f: &mut Findings) 
                 _ => (format!("policies {}", readers.join(", ")), "read"),
             };
             match (fact, a.payload) {
-                (RequestFact::Time(_), _) => {
-                    if caches {
-                        f.warnings.push(format!(
-                            "{file}: {who} {reads} {fact}, and {} caches each answer for {}: a cached answer keeps a time-based decision that long (set the TTL to 0 where the decision must follow the clock)",
-                            a.at, a.ttl
-                        ));
-                    }
+                (RequestFact::Time(_), _) if caches => {
+                    f.warnings.push(format!(
+                        "{file}: {who} {reads} {fact}, and {} caches each answer for {}: a cached answer keeps a time-based decision that long (set the TTL to 0 where the decision must follow the clock)",
+                        a.at, a.ttl
+                    ));
                 }
+                (RequestFact::Time(_), _) => {}
                 (_, Payload::Token) => f.errors.push(format!(
                     "{file}: {who} {reads} {fact}, but {} is a TOKEN authorizer, whose events never carry it: the policy always sees it absent. Make it a REQUEST authorizer and {}",
                     a.at,
