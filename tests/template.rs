@@ -20,7 +20,7 @@ use cedargate::bundle::{BundleFiles, Snapshot};
 use cedargate::config::KNOWN_VARIABLES;
 use cedargate::routes::RouteKind;
 use cedargate::template::{s3_grants, ApiKind, Template, MAX_TTL_SECONDS};
-use common::{bundle_copy, mint, repo};
+use common::{bundle_copy, repo};
 use serde_json::{json, Value};
 
 fn template() -> Template {
