@@ -478,3 +478,435 @@ fn respond(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The memo against Cedar itself: for generated bundles whose policies read each kind of
+    //! fact (ids, parents, principal attributes, context attributes, headers, the resource,
+    //! the time), and sequences of generated callers, every decision the core gives through a
+    //! shared memo is the decision it gives without one, and both are Cedar's own decision for
+    //! the full request (the real principal id, every attribute, every policy, no slicing).
+
+    use std::collections::{BTreeMap, HashMap};
+    use std::sync::Mutex;
+
+    use cedar_policy::{Authorizer as CedarAuthorizer, Decision, Request as CedarRequest};
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::arn::MethodArn;
+    use crate::bundle::BundleFiles;
+    use crate::facts::Reads;
+
+    const SCHEMA: &str = r#"
+@claim("roles") entity Role;
+@claim("sub") entity User in [Role] {
+  @claim("email") email?: String,
+  @claim("level") level?: Long,
+  @claim("scope") @split(" ") scopes?: Set<String>,
+};
+entity Api { stage: String };
+type Ctx = {
+  sourceIp?: String,
+  userAgent?: String,
+  stage: String,
+  time: Long,
+  headers: { "x-tenant"?: String },
+};
+action "GET /a" appliesTo { principal: [User], resource: [Api], context: Ctx };
+action "GET /b" appliesTo { principal: [User], resource: [Api], context: Ctx };
+action "POST /c" appliesTo { principal: [User], resource: [Api], context: Ctx };
+"#;
+
+    const IDS: [&str; 3] = ["alice", "bob", "carol"];
+    const ROLES: [&str; 2] = ["r1", "r2"];
+    const EMAILS: [&str; 2] = ["a@x.example", "b@x.example"];
+    const SCOPES: [&str; 2] = ["read", "write"];
+    const IPS: [&str; 2] = ["192.0.2.1", "192.0.2.2"];
+    const AGENTS: [&str; 2] = ["curl/8", "Mozilla/5.0"];
+    const TENANTS: [&str; 2] = ["t1", "t2"];
+    const STAGES: [&str; 2] = ["prod", "dev"];
+    const APIS: [&str; 2] = ["api1", "api2"];
+
+    /// A policy reading one kind of fact, with a literal chosen by `k`.
+    fn policy(template: usize, k: usize) -> String {
+        let pick = |list: &[&str]| list[k % list.len()].to_owned();
+        match template {
+            0 => format!(
+                r#"permit(principal == User::"{}", action == Action::"GET /a", resource);"#,
+                pick(&IDS)
+            ),
+            1 => format!(
+                r#"permit(principal in Role::"{}", action == Action::"GET /b", resource);"#,
+                pick(&ROLES)
+            ),
+            2 => format!(
+                r#"permit(principal, action, resource) when {{ principal has email && principal.email == "{}" }};"#,
+                pick(&EMAILS)
+            ),
+            3 => format!(
+                r#"permit(principal, action == Action::"POST /c", resource) when {{ principal has level && principal.level >= {} }};"#,
+                k % 4
+            ),
+            4 => format!(
+                r#"permit(principal, action, resource) when {{ principal has scopes && principal.scopes.contains("{}") }};"#,
+                pick(&SCOPES)
+            ),
+            5 => format!(
+                r#"forbid(principal, action, resource) when {{ context has sourceIp && context.sourceIp == "{}" }};"#,
+                pick(&IPS)
+            ),
+            6 => format!(
+                r#"forbid(principal, action == Action::"GET /a", resource) when {{ context has userAgent && context.userAgent like "*{}*" }};"#,
+                &pick(&AGENTS)[..4]
+            ),
+            7 => format!(
+                r#"permit(principal, action == Action::"GET /b", resource) when {{ context.headers has "x-tenant" && context.headers["x-tenant"] == "{}" }};"#,
+                pick(&TENANTS)
+            ),
+            8 => format!(
+                r#"forbid(principal, action, resource) when {{ context.stage == "{}" }};"#,
+                pick(&STAGES)
+            ),
+            9 => format!(
+                r#"permit(principal, action == Action::"POST /c", resource == Api::"{}");"#,
+                pick(&APIS)
+            ),
+            10 => format!(
+                r#"permit(principal, action, resource) when {{ resource.stage == "{}" && principal in Role::"{}" }};"#,
+                pick(&STAGES),
+                pick(&ROLES)
+            ),
+            11 => format!(
+                r#"forbid(principal, action == Action::"GET /b", resource) when {{ context.time > {} }};"#,
+                1_000 + 500 * (k % 3)
+            ),
+            12 => format!(
+                r#"permit(principal, action == Action::"POST /c", resource) when {{ principal == User::"{}" || principal in Role::"{}" }};"#,
+                pick(&IDS),
+                pick(&ROLES)
+            ),
+            _ => format!(
+                r#"forbid(principal, action == Action::"GET /b", resource) when {{ [User::"{}", User::"carol"].contains(principal) }};"#,
+                pick(&IDS)
+            ),
+        }
+    }
+
+    fn snapshot(policies: &[(usize, usize)]) -> Snapshot {
+        let text: Vec<String> = policies.iter().map(|(t, k)| policy(*t, *k)).collect();
+        let files = BundleFiles {
+            files: BTreeMap::from([
+                ("schema/api.cedarschema".to_owned(), SCHEMA.to_owned()),
+                ("policies/p.cedar".to_owned(), text.join("\n")),
+            ]),
+        };
+        match Snapshot::compile(files, "test") {
+            Ok((s, _)) => s,
+            Err(p) => panic!("{p}\n{}", text.join("\n")),
+        }
+    }
+
+    /// One generated caller: the claims and the request.
+    #[derive(Debug, Clone)]
+    struct Caller {
+        id: usize,
+        roles: Vec<bool>,
+        email: Option<usize>,
+        level: Option<i64>,
+        scope: Option<usize>,
+        ip: Option<usize>,
+        agent: Option<usize>,
+        tenant: Option<usize>,
+        stage: usize,
+        api: usize,
+        time_s: i64,
+    }
+
+    fn callers() -> impl Strategy<Value = Caller> {
+        (
+            (
+                0..IDS.len(),
+                proptest::collection::vec(any::<bool>(), ROLES.len()),
+            ),
+            (
+                proptest::option::of(0..2usize),
+                proptest::option::of(0..5i64),
+                proptest::option::of(0..2usize),
+            ),
+            (
+                proptest::option::of(0..2usize),
+                proptest::option::of(0..2usize),
+                proptest::option::of(0..2usize),
+            ),
+            (0..2usize, 0..2usize, 900..2200i64),
+        )
+            .prop_map(
+                |(
+                    (id, roles),
+                    (email, level, scope),
+                    (ip, agent, tenant),
+                    (stage, api, time_s),
+                )| Caller {
+                    id,
+                    roles,
+                    email,
+                    level,
+                    scope,
+                    ip,
+                    agent,
+                    tenant,
+                    stage,
+                    api,
+                    time_s,
+                },
+            )
+    }
+
+    impl Caller {
+        fn claims(&self) -> VerifiedClaims {
+            let mut c = json!({
+                "sub": IDS[self.id],
+                "iss": "https://issuer.example/",
+                "roles": ROLES.iter().zip(&self.roles).filter(|(_, on)| **on).map(|(r, _)| *r).collect::<Vec<_>>(),
+            });
+            if let Some(e) = self.email {
+                c["email"] = EMAILS[e].into();
+            }
+            if let Some(l) = self.level {
+                c["level"] = l.into();
+            }
+            if let Some(s) = self.scope {
+                c["scope"] = format!("{} other", SCOPES[s]).into();
+            }
+            VerifiedClaims::from_trusted_json(c).unwrap()
+        }
+
+        fn request(&self) -> AuthzRequest<'static> {
+            let arn = MethodArn::parse(&format!(
+                "arn:aws:execute-api:us-east-1:123456789012:{}/{}/GET/a",
+                APIS[self.api], STAGES[self.stage]
+            ))
+            .unwrap();
+            let mut headers = BTreeMap::new();
+            if let Some(t) = self.tenant {
+                headers.insert("x-tenant".to_owned(), TENANTS[t].to_owned());
+            }
+            headers.insert(
+                "x-amzn-trace-id".to_owned(),
+                format!("Root={}", self.time_s),
+            );
+            AuthzRequest::synthetic(
+                arn,
+                self.ip.map(|i| IPS[i].to_owned()),
+                headers,
+                self.agent.map(|a| AGENTS[a].to_owned()),
+                Some(self.time_s * 1000),
+            )
+        }
+    }
+
+    /// A memo that remembers everything, and counts what it handed back.
+    #[derive(Default)]
+    struct Remember {
+        decisions: Mutex<HashMap<DecisionKey, Arc<Decisions>>>,
+        bases: Mutex<HashMap<BaseKey, Arc<PolicyBase>>>,
+        hits: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Memo for Remember {
+        fn decisions(
+            &self,
+            key: DecisionKey,
+            compute: &mut dyn FnMut() -> Result<Arc<Decisions>, ClaimError>,
+        ) -> Result<Arc<Decisions>, ClaimError> {
+            if let Some(d) = self.decisions.lock().unwrap().get(&key) {
+                self.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Ok(d.clone());
+            }
+            let d = compute()?;
+            self.decisions.lock().unwrap().insert(key, d.clone());
+            Ok(d)
+        }
+        fn base(
+            &self,
+            key: &BaseKeyRef<'_>,
+            compute: &mut dyn FnMut() -> Arc<PolicyBase>,
+        ) -> Arc<PolicyBase> {
+            let owned = key.to_owned_key();
+            if let Some(b) = self.bases.lock().unwrap().get(&owned) {
+                return b.clone();
+            }
+            let b = compute();
+            self.bases.lock().unwrap().insert(owned, b.clone());
+            b
+        }
+    }
+
+    /// Cedar's decision and reasons for every route, for the full request: the real id, every
+    /// attribute the claims carry, every context attribute, the whole policy set.
+    fn oracle(
+        s: &Snapshot,
+        claims: &VerifiedClaims,
+        req: &AuthzRequest<'_>,
+    ) -> Vec<(bool, Vec<String>)> {
+        let mapping = s.mapping();
+        let now = SystemTime::UNIX_EPOCH;
+        let mut full = Facts::build(mapping, &Reads::everything(), claims, req, now).unwrap();
+        full.principal_id = Some(facts::principal_id(mapping, claims).unwrap());
+        let caller = entities::caller(mapping, &full, &s.base_entities).unwrap();
+        let cedar = CedarAuthorizer::new();
+        s.derived
+            .route_actions
+            .iter()
+            .map(|action| {
+                let request = CedarRequest::new(
+                    caller.principal.clone(),
+                    action.clone(),
+                    caller.resource.clone(),
+                    caller.context.clone(),
+                    None,
+                )
+                .unwrap();
+                let r = cedar.is_authorized(&request, &s.policies, &caller.entities);
+                let mut reasons: Vec<String> =
+                    r.diagnostics().reason().map(ToString::to_string).collect();
+                reasons.sort();
+                (r.decision() == Decision::Allow, reasons)
+            })
+            .collect()
+    }
+
+    /// Each route's decision and reasons.
+    type Verdicts = Vec<(bool, Vec<String>)>;
+
+    fn decisions(o: &Outcome) -> Verdicts {
+        o.decisions
+            .as_ref()
+            .unwrap()
+            .routes
+            .iter()
+            .map(|d| {
+                (
+                    d.allowed,
+                    d.reasons.iter().map(ToString::to_string).collect(),
+                )
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+        #[test]
+        fn memoized_decisions_are_cedars_decisions_for_the_full_request(
+            policies in proptest::collection::vec((0..14usize, 0..6usize), 1..6),
+            sequence in proptest::collection::vec(callers(), 2..14),
+        ) {
+            let s = snapshot(&policies);
+            let memo = Remember::default();
+            let settings = ResponseConfig::default();
+            let mut seen: Vec<(Arc<Facts>, Verdicts)> = Vec::new();
+            for caller in &sequence {
+                let claims = caller.claims();
+                let req = caller.request();
+                let input = Input { request: &req, claims: &claims, now: SystemTime::UNIX_EPOCH };
+                let memoized = authorize(Some(&s), &input, &settings, Detail::Explain, &memo).unwrap();
+                let fresh = authorize(Some(&s), &input, &settings, Detail::Explain, &NoMemo).unwrap();
+                let truth = oracle(&s, &claims, &req);
+                prop_assert_eq!(&decisions(&memoized), &truth, "memo vs Cedar for {:?}", caller);
+                prop_assert_eq!(&decisions(&fresh), &truth, "fresh vs Cedar for {:?}", caller);
+                prop_assert_eq!(memoized.response.to_value(), fresh.response.to_value());
+                // Equal facts, equal decisions.
+                let facts = memoized.facts.clone().unwrap();
+                for (other, d) in &seen {
+                    if **other == *facts {
+                        prop_assert_eq!(d, &truth);
+                    }
+                }
+                seen.push((facts, truth));
+            }
+        }
+    }
+
+    #[test]
+    fn facts_leave_out_what_no_policy_reads() {
+        // Roles only: two callers with the same roles share one set of facts (and so one memo
+        // entry), whatever their ids, emails and request headers.
+        let s = snapshot(&[(1, 0)]);
+        let settings = ResponseConfig::default();
+        let memo = Remember::default();
+        let mut a = callers_fixed(0);
+        let mut b = callers_fixed(1);
+        a.roles = vec![true, false];
+        b.roles = vec![true, false];
+        b.email = Some(1);
+        b.ip = Some(1);
+        let (ca, ra, cb, rb) = (a.claims(), a.request(), b.claims(), b.request());
+        let oa = authorize(
+            Some(&s),
+            &Input {
+                request: &ra,
+                claims: &ca,
+                now: SystemTime::UNIX_EPOCH,
+            },
+            &settings,
+            Detail::Decision,
+            &memo,
+        )
+        .unwrap();
+        let ob = authorize(
+            Some(&s),
+            &Input {
+                request: &rb,
+                claims: &cb,
+                now: SystemTime::UNIX_EPOCH,
+            },
+            &settings,
+            Detail::Decision,
+            &memo,
+        )
+        .unwrap();
+        assert_eq!(oa.facts, ob.facts);
+        assert!(
+            oa.computed && !ob.computed,
+            "the second caller is served from the memo"
+        );
+        assert_eq!(memo.hits.load(std::sync::atomic::Ordering::Relaxed), 1);
+        // The principalId of the answer is still each caller's own.
+        assert_eq!(
+            (oa.principal.as_str(), ob.principal.as_str()),
+            ("alice", "bob")
+        );
+        let f = oa.facts.unwrap();
+        assert!(f.principal_id.is_none() && f.principal_attrs.is_empty() && f.context.is_empty());
+    }
+
+    #[test]
+    fn a_policy_on_an_id_or_a_fact_puts_it_in_the_facts() {
+        let s = snapshot(&[(0, 0), (5, 0), (7, 0)]);
+        let r = s.reads();
+        assert!(r.principal_id);
+        assert!(r.context.contains("sourceIp") && r.headers.contains("x-tenant"));
+        assert!(!r.principal_attrs.contains("email"));
+        // Reading the time makes decisions one-off: they are never memoized.
+        assert!(s.decisions_reusable());
+        assert!(!snapshot(&[(11, 0)]).decisions_reusable());
+    }
+
+    fn callers_fixed(id: usize) -> Caller {
+        Caller {
+            id,
+            roles: vec![false, false],
+            email: None,
+            level: None,
+            scope: None,
+            ip: None,
+            agent: None,
+            tenant: None,
+            stage: 0,
+            api: 0,
+            time_s: 1_000,
+        }
+    }
+}
