@@ -193,6 +193,43 @@ pub enum CacheScope {
 
 // ---- The event as JSON ------------------------------------------------------------------
 
+/// The visits of a lenient visitor that all give one value: every JSON kind the field was not
+/// expected to hold counts as absent (containers are skipped without being built).
+macro_rules! otherwise {
+    ($value:expr; $($kind:ident)*) => { $( otherwise!(@one $value; $kind); )* };
+    (@one $v:expr; bool) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> { Ok($v) }
+    };
+    (@one $v:expr; i64) => {
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> { Ok($v) }
+    };
+    (@one $v:expr; u64) => {
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> { Ok($v) }
+    };
+    (@one $v:expr; f64) => {
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> { Ok($v) }
+    };
+    (@one $v:expr; str) => {
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> { Ok($v) }
+    };
+    (@one $v:expr; unit) => {
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> { Ok($v) }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> { Ok($v) }
+    };
+    (@one $v:expr; seq) => {
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok($v)
+        }
+    };
+    (@one $v:expr; map) => {
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok($v)
+        }
+    };
+}
+
 /// A JSON value where a string is expected: anything else counts as absent.
 #[derive(Debug, Clone, Default)]
 enum Lenient<'a> {
@@ -246,28 +283,9 @@ impl<'de> Visitor<'de> for LenientVisitor {
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
         Ok(i64::try_from(v).map_or(Lenient::Other, Lenient::Int))
     }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Lenient::Other)
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Lenient::Other)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Lenient::Other)
-    }
-    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Lenient::Other)
-    }
+    otherwise!(Lenient::Other; f64 bool unit seq map);
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Lenient::Other)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Lenient::Other)
     }
 }
 
@@ -301,33 +319,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for Pairs<'a> {
                 }
                 Ok(Pairs(out))
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Pairs::default())
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Pairs::default())
-            }
-            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Pairs::default())
-            }
+            otherwise!(Pairs::default(); seq unit str i64 u64 f64 bool);
             fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
                 d.deserialize_any(self)
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(Pairs::default())
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(Pairs::default())
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(Pairs::default())
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(Pairs::default())
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Pairs::default())
             }
         }
         d.deserialize_any(PairsVisitor)
@@ -384,24 +378,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for IdentitySource<'a> {
             fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
                 Ok(IdentitySource::Absent)
             }
+            otherwise!(IdentitySource::Unreadable; map i64 u64 f64 bool);
             fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
                 d.deserialize_any(self)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(IdentitySource::Unreadable)
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(IdentitySource::Unreadable)
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(IdentitySource::Unreadable)
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(IdentitySource::Unreadable)
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(IdentitySource::Unreadable)
             }
         }
         d.deserialize_any(V)
@@ -432,31 +411,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for MaybeObject<T> {
                 T::deserialize(de::value::MapAccessDeserializer::new(map))
                     .map(|t| MaybeObject(Some(t)))
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(MaybeObject(None))
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(MaybeObject(None))
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(MaybeObject(None))
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(MaybeObject(None))
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(MaybeObject(None))
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(MaybeObject(None))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(MaybeObject(None))
-            }
-            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(MaybeObject(None))
-            }
+            otherwise!(MaybeObject(None); seq str i64 u64 f64 bool unit);
             fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
                 d.deserialize_any(self)
             }
@@ -486,31 +441,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Strings<'a> {
                 }
                 Ok(Strings(out))
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Strings::default())
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(Strings::default())
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(Strings::default())
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(Strings::default())
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(Strings::default())
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Strings::default())
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Strings::default())
-            }
-            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Strings::default())
-            }
+            otherwise!(Strings::default(); map str i64 u64 f64 bool unit);
             fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
                 d.deserialize_any(self)
             }
@@ -973,6 +904,105 @@ mod tests {
         });
         let r = parse(&v);
         assert!(r.headers.is_empty() && r.source_ip.is_none() && r.request_time_ms.is_none());
+    }
+
+    /// Every AWS sample event, read by `aws_lambda_events` too: wherever that strict reading
+    /// accepts an event, the two agree on the token, the ARN, the address and the headers.
+    #[test]
+    fn the_samples_read_as_aws_lambda_events_reads_them() {
+        use aws_lambda_events::apigw::{
+            ApiGatewayCustomAuthorizerRequest, ApiGatewayCustomAuthorizerRequestTypeRequest,
+            ApiGatewayV2CustomAuthorizerV1Request, ApiGatewayV2CustomAuthorizerV2Request,
+        };
+        let header_map = |m: &http::HeaderMap| -> Vec<(String, String)> {
+            let mut out: Vec<(String, String)> = Vec::new();
+            for (k, v) in m {
+                let k = k.as_str().to_ascii_lowercase();
+                if !out.iter().any(|(n, _)| *n == k) {
+                    out.push((k, v.to_str().unwrap().to_owned()));
+                }
+            }
+            out.sort();
+            out
+        };
+        let ours = |r: &AuthzRequest<'_>| -> Vec<(String, String)> {
+            let mut out: Vec<(String, String)> = Vec::new();
+            for (k, v) in &r.headers {
+                let k = k.to_ascii_lowercase();
+                if !out.iter().any(|(n, _)| *n == k) {
+                    out.push((k, v.to_string()));
+                }
+            }
+            out.sort();
+            out
+        };
+        let mut v = fixture("example-apigw-custom-auth-request.json");
+        v["authorizationToken"] = "Bearer eyJ.a.b".into();
+        let theirs: ApiGatewayCustomAuthorizerRequest = serde_json::from_value(v.clone()).unwrap();
+        let r = parse(&v);
+        assert_eq!(
+            r.authorization.as_deref(),
+            theirs.authorization_token.as_deref()
+        );
+        assert_eq!(Some(r.arn.to_string()), theirs.method_arn);
+
+        let mut v = fixture("example-apigw-custom-auth-request-type-request.json");
+        v["headers"]["Authorization"] = "Bearer eyJ.a.b".into();
+        let theirs: ApiGatewayCustomAuthorizerRequestTypeRequest =
+            serde_json::from_value(v.clone()).unwrap();
+        let r = parse(&v);
+        assert_eq!(ours(&r), header_map(&theirs.headers));
+        assert_eq!(Some(r.arn.to_string()), theirs.method_arn);
+        assert_eq!(
+            r.source_ip,
+            theirs.request_context.identity.and_then(|i| i.source_ip)
+        );
+
+        let v = fixture("example-apigw-v2-custom-authorizer-v1-request.json");
+        let theirs: ApiGatewayV2CustomAuthorizerV1Request =
+            serde_json::from_value(v.clone()).unwrap();
+        let r = parse(&v);
+        assert_eq!(ours(&r), header_map(&theirs.headers));
+        assert_eq!(Some(r.arn.to_string()), theirs.method_arn);
+        assert_eq!(r.source_ip, theirs.request_context.identity.source_ip);
+
+        for name in [
+            "example-apigw-v2-custom-authorizer-v2-request.json",
+            "example-apigw-v2-custom-authorizer-v2-request-without-identity-source.json",
+        ] {
+            let v = fixture(name);
+            let theirs: ApiGatewayV2CustomAuthorizerV2Request =
+                serde_json::from_value(v.clone()).unwrap();
+            let r = parse(&v);
+            assert_eq!(ours(&r), header_map(&theirs.headers), "{name}");
+            assert_eq!(Some(r.arn.to_string()), theirs.route_arn, "{name}");
+            assert_eq!(r.request_time_ms, Some(theirs.request_context.time_epoch));
+            assert_eq!(
+                r.identity_values.is_some(),
+                theirs.identity_source.is_some()
+            );
+        }
+
+        let mut v = fixture("example-apigw-v2-custom-authorizer-websocket-request.json");
+        v["queryStringParameters"]["token"] = "eyJ.a.b".into();
+        let theirs: ApiGatewayCustomAuthorizerRequestTypeRequest =
+            serde_json::from_value(v.clone()).unwrap();
+        let r = parse(&v);
+        assert_eq!(ours(&r), header_map(&theirs.headers));
+        assert_eq!(
+            r.authorization.as_deref(),
+            theirs.query_string_parameters.first("token")
+        );
+
+        // Where the strict reading refuses the whole event over one header, this one keeps the
+        // event and skips the header.
+        let mut v = fixture("example-apigw-custom-auth-request-type-request.json");
+        v["headers"]["X-Odd"] = "a\u{1}b".into();
+        assert!(
+            serde_json::from_value::<ApiGatewayCustomAuthorizerRequestTypeRequest>(v.clone())
+                .is_err()
+        );
+        assert!(AuthzRequest::from_value(&v).is_ok());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Development endpoints of `serve` (none of these exist in AWS): `/status`, and under
-//! `/_cedargate/` the frontend's configuration, the route list, and the explanation of a
-//! caller's decisions.
+//! `/_cedargate/` the frontend's configuration, the route list, the explanation of a caller's
+//! decisions, and the authorizer on any event (`invoke`). They answer their own origin only.
 //!
 //! Input: the serve state and, for `explain`, a bearer token (verified exactly as the authorizer
 //! verifies it). Output: JSON.
@@ -206,6 +206,20 @@ pub async fn explain_caller(app: &App, headers: &HeaderMap) -> Reply {
         obj.insert("token".to_owned(), json!(gateway::fingerprint(raw)));
     }
     http::json(StatusCode::OK, &body)
+}
+
+/// `POST /_cedargate/invoke` with an authorizer event (any flavour) as the body: exactly what the
+/// Lambda answers, as `cedargate invoke` prints it (`{"error":"Unauthorized"}` for a 401). It
+/// calls the authorizer the gateway calls, caches included.
+pub async fn invoke(app: &App, body: &[u8]) -> Reply {
+    let answer = match std::str::from_utf8(body) {
+        Ok(text) => app.gateway.authorizer().handle_json(text).await,
+        Err(_) => Err(crate::handler::Unauthorized),
+    };
+    match answer {
+        Ok(response) => http::json(StatusCode::OK, &response.to_value()),
+        Err(_) => http::json(StatusCode::OK, &json!({"error": "Unauthorized"})),
+    }
 }
 
 /// `GET /status`: the loaded bundle, the last reload, the authorizer and its cache.

@@ -240,6 +240,11 @@ impl Gateway {
         &self.backend
     }
 
+    /// The authorizer the gateway calls.
+    pub fn authorizer(&self) -> &Authorizer {
+        &self.authorizer
+    }
+
     /// Live cache entries.
     pub fn cache_entries(&self) -> usize {
         let now = Instant::now();

@@ -66,6 +66,24 @@ pub fn cors(mut reply: Reply) -> Reply {
     reply
 }
 
+/// The development endpoints (`/status`, `/_cedargate/…`) answer their own origin only: no CORS
+/// headers (a page elsewhere cannot read them: they name bundle paths, the issuer, the upstream
+/// and the last policy error), and `Cross-Origin-Resource-Policy: same-origin`, so that not
+/// even a no-CORS load from another page receives the bytes.
+pub fn same_origin(mut reply: Reply) -> Reply {
+    for name in [
+        "access-control-allow-origin",
+        "access-control-allow-headers",
+        "access-control-allow-methods",
+        "access-control-max-age",
+    ] {
+        reply.headers_mut().remove(name);
+    }
+    set(&mut reply, "cross-origin-resource-policy", "same-origin");
+    set(&mut reply, "cache-control", "no-store");
+    reply
+}
+
 /// The answer to a CORS preflight.
 pub fn preflight() -> Reply {
     cors(reply(

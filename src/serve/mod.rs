@@ -8,7 +8,8 @@
 //!   or `--upstream`;
 //! - `/dev-issuer/…` — [`issuer`]: a development OIDC issuer with demo users (only when
 //!   `CEDARGATE_ISSUER` is not set; then the authorizer trusts exactly this issuer);
-//! - `/status` and `/_cedargate/…` — [`dev`]: reload status, route list, explanations;
+//! - `/status` and `/_cedargate/…` — [`dev`]: reload status, route list, explanations, and the
+//!   authorizer itself on any authorizer event (`POST /_cedargate/invoke`); same origin only;
 //! - `/` — [`frontend`]: the demo page.
 //!
 //! Invariants: it listens on 127.0.0.1 only and answers only requests addressed to
@@ -159,19 +160,25 @@ impl App {
         let query = req.uri().query().map(str::to_owned);
         let stage_prefix = format!("/{}", self.gateway.stage);
 
+        // Development endpoints: same origin only (the demo page is served from here).
         if path == "/status" {
-            return http::cors(dev::status(&self));
+            return http::same_origin(dev::status(&self));
         }
         if let Some(rest) = path.strip_prefix("/_cedargate/") {
-            if method == Method::OPTIONS {
-                return http::preflight();
-            }
-            return http::cors(match (&method, rest) {
+            let reply = match (&method, rest) {
                 (&Method::GET, "routes") => dev::routes(&self),
                 (&Method::GET, "config") => dev::config(&self),
                 (&Method::GET, "explain") => dev::explain_caller(&self, req.headers()).await,
+                (&Method::POST, "invoke") => {
+                    let body = match http::read_body(req.into_body(), http::MAX_BODY_BYTES).await {
+                        Ok(b) => b,
+                        Err(_) => return http::same_origin(too_large()),
+                    };
+                    dev::invoke(&self, &body).await
+                }
                 _ => not_found(),
-            });
+            };
+            return http::same_origin(reply);
         }
         if let (Some(issuer), Some(rest)) = (&self.issuer, path.strip_prefix(issuer::PREFIX)) {
             if rest.is_empty() || rest.starts_with('/') {

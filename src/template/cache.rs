@@ -335,9 +335,13 @@ pub(super) fn check(template: &Template, snapshot: &Snapshot, f: &mut Findings) 
     }
     let file = &template.file;
     for a in template.authorizers() {
-        // HTTP APIs cache only with identity sources; REST and WebSocket whenever the TTL is
-        // above 0.
-        let caches = a.ttl.caches() && !(a.kind == ApiKind::Http && a.sources.is_empty());
+        // HTTP APIs cache only with identity sources, REST APIs whenever the TTL is above 0;
+        // a WebSocket authorizer answers one `$connect` and is never reused.
+        let caches = match a.kind {
+            ApiKind::Rest => a.ttl.caches(),
+            ApiKind::Http => a.ttl.caches() && !a.sources.is_empty(),
+            ApiKind::WebSocket => false,
+        };
         for fact in &facts {
             let readers: Vec<String> = snapshot
                 .readers_of(fact)
