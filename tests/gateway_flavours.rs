@@ -12,10 +12,11 @@
 )]
 
 mod common;
-mod gateway_common;
 
-use common::{allows, fixture, mint, InvokePipe, ROLES};
-use gateway_common::*;
+use common::{
+    allows, arn, env_for, fixture, gateway_bundle, mint, resources, rest_token_event, v1_event,
+    v2_event, v2_uncached_event, ws_arn, ws_event, InvokePipe, GOLD_KEY, PLAN, ROLES, STANDARD_KEY,
+};
 use serde_json::{json, Value};
 
 fn reader() -> String {
@@ -201,7 +202,7 @@ fn simple_responses_only_where_the_cache_is_keyed_on_the_route() {
     );
     let r = pipe.send(&ws_event(&reader()));
     assert!(allows(&r["policyDocument"], &ws_arn()), "{r}");
-    let r = pipe.send(&token_event(&reader(), "GET/pets"));
+    let r = pipe.send(&rest_token_event(&reader(), "GET/pets"));
     assert!(
         allows(&r["policyDocument"], &arn("prod", "GET/pets")),
         "{r}"
@@ -268,15 +269,15 @@ fn usage_keys_come_from_claims_never_from_the_request() {
     let odd = mint(json!({ "sub": "auth0|o", ROLES: ["reader"], PLAN: "platinum" }));
     let key = |v: Value| v["usageIdentifierKey"].as_str().map(str::to_owned);
     assert_eq!(
-        key(pipe.send(&token_event(&gold, "GET/pets"))).as_deref(),
+        key(pipe.send(&rest_token_event(&gold, "GET/pets"))).as_deref(),
         Some(GOLD_KEY)
     );
     assert_eq!(
-        key(pipe.send(&token_event(&odd, "GET/pets"))).as_deref(),
+        key(pipe.send(&rest_token_event(&odd, "GET/pets"))).as_deref(),
         Some(STANDARD_KEY)
     );
     assert_eq!(
-        key(pipe.send(&token_event(&reader(), "GET/pets"))).as_deref(),
+        key(pipe.send(&rest_token_event(&reader(), "GET/pets"))).as_deref(),
         Some(STANDARD_KEY)
     );
     // A REST REQUEST event with the client's own `x-api-key` header: ignored.
@@ -286,7 +287,7 @@ fn usage_keys_come_from_claims_never_from_the_request() {
     ev["queryStringParameters"]["api_key"] = GOLD_KEY.into();
     assert_eq!(key(pipe.send(&ev)).as_deref(), Some(STANDARD_KEY));
     // Denied callers carry their key too (API Gateway meters the 403).
-    let r = pipe.send(&token_event(&nobody(), "DELETE/pets/1"));
+    let r = pipe.send(&rest_token_event(&nobody(), "DELETE/pets/1"));
     assert!(!allows(&r["policyDocument"], &arn("prod", "DELETE/pets/1")));
     assert_eq!(key(r).as_deref(), Some(STANDARD_KEY));
     // HTTP APIs have no usage plans: no key.

@@ -11,10 +11,11 @@
 )]
 
 mod common;
-mod gateway_common;
 
-use common::{allows, fixture, mint, LambdaEmulator, ROLES};
-use gateway_common::*;
+use common::{
+    allows, arn, env_for, fixture, gateway_bundle, mint, resources, rest_token_event, v1_event,
+    v2_event, v2_uncached_event, ws_arn, ws_event, LambdaEmulator, GOLD_KEY, PLAN, ROLES,
+};
 use serde_json::json;
 
 #[test]
@@ -73,7 +74,9 @@ fn every_flavour_through_the_lambda_runtime() {
     assert!(!allows(&r["policyDocument"], &ws_arn()), "{r}");
 
     // REST TOKEN: a policy and the caller's usage plan key.
-    let r = lambda.invoke(&token_event(&reader, "GET/pets")).unwrap();
+    let r = lambda
+        .invoke(&rest_token_event(&reader, "GET/pets"))
+        .unwrap();
     assert!(
         allows(&r["policyDocument"], &arn("prod", "GET/pets")),
         "{r}"

@@ -18,9 +18,11 @@
     clippy::panic
 )]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,10 +31,8 @@ use cedargate::claims::{ClaimsError, Verifier};
 use cedargate::config::JwtConfig;
 use cedargate::jwks::{JwksError, KeyStore};
 use cedargate::token::UnverifiedJwt;
+use common::{repo, AUDIENCE, ROLES};
 use serde_json::{json, Value};
-
-const AUDIENCE: &str = "https://api.cedargate.example";
-const ROLES: &str = "https://cedargate.example/roles";
 
 /// One oauth2-mock-server process; killed when dropped.
 struct Issuer {
@@ -45,7 +45,7 @@ struct Issuer {
 }
 
 fn support_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support")
+    repo().join("tests/support")
 }
 
 impl Issuer {

@@ -20,7 +20,9 @@
     clippy::panic
 )]
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -28,6 +30,7 @@ use cedargate::claims::verify_signature;
 use cedargate::config::SUPPORTED_ALGORITHMS;
 use cedargate::jwks::KeyStore;
 use cedargate::token::UnverifiedJwt;
+use common::shared;
 use serde_json::{json, Value};
 
 const SIGNATURES: &str = "json_web_signature_test.json";
@@ -43,17 +46,11 @@ const STRICTER: &[(&str, u64, &str)] = &[
     (SIGNATURES, 350, "the same as 346, with `key_ops: [verify]`"),
 ];
 
+/// `CEDARGATE_VECTORS_DIR`, else `vectors` of the shared directory.
 fn vectors_dir() -> PathBuf {
-    match std::env::var_os("CEDARGATE_VECTORS_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => match std::env::var_os("CEDARGATE_SHARED_DIR") {
-            Some(shared) => PathBuf::from(shared).join("vectors"),
-            None => Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .expect("the repository has a parent directory")
-                .join("shared/vectors"),
-        },
-    }
+    std::env::var_os("CEDARGATE_VECTORS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| shared().join("vectors"))
 }
 
 fn load(file: &str) -> Value {

@@ -20,33 +20,26 @@
 //! The stock CLI is taken from PATH (`.ci/run` installs it); without it these tests fail and
 //! say how to install it, rather than skip.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::{copy_dir, fresh_dir, repo, shared};
 
 const CEDAR_VERSION: &str = "4.14.1";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn bundles() -> PathBuf {
     repo().join("tests/bundles")
 }
 
+/// The reference workloads: `CEDARGATE_BENCH_DIR`, else `bench` of the shared directory.
 fn bench_dir() -> PathBuf {
-    match std::env::var_os("CEDARGATE_BENCH_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => match std::env::var_os("CEDARGATE_SHARED_DIR") {
-            Some(shared) => PathBuf::from(shared).join("bench"),
-            None => repo()
-                .parent()
-                .expect("the repository has a parent directory")
-                .join("shared/bench"),
-        },
-    }
+    std::env::var_os("CEDARGATE_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| shared().join("bench"))
 }
 
 /// Runs the built binary with a clean cedargate environment.
@@ -172,19 +165,12 @@ fn stock_validate(bundle: &Path) -> (bool, String) {
     (out.status.success(), text(&out))
 }
 
-/// A directory under the system temp dir, removed when dropped.
+/// A fresh directory under the target's tmp dir, removed when dropped.
 struct TempDir(PathBuf);
 
 impl TempDir {
     fn new() -> Self {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "cedargate-policy-tooling-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        Self(p)
+        Self(fresh_dir("policy-tooling"))
     }
     fn path(&self) -> &Path {
         &self.0
@@ -197,24 +183,11 @@ impl Drop for TempDir {
     }
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
-
 /// A copy of the repository's own bundle.
 fn demo_copy() -> TempDir {
     let tmp = TempDir::new();
     for d in ["schema", "policies", "entities", "policy-tests"] {
-        copy_tree(&repo().join(d), &tmp.path().join(d));
+        copy_dir(&repo().join(d), &tmp.path().join(d));
     }
     tmp
 }

@@ -19,13 +19,13 @@
     clippy::panic
 )]
 
-mod serve_common;
+mod common;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serve_common::{repo, Serve};
+use common::{repo, Serve};
 
 #[test]
 fn sign_in_call_routes_sign_out_and_see_a_policy_edit_in_chromium() {

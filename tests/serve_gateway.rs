@@ -15,13 +15,13 @@
     clippy::panic
 )]
 
-mod serve_common;
+mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::{token_in, workdir, Serve};
 use serde_json::{json, Value};
-use serve_common::{token_in, workdir, Serve};
 
 const IMPLICIT: &str = "User is not authorized to access this resource";
 const EXPLICIT: &str = "User is not authorized to access this resource with an explicit deny";

@@ -1,76 +1,36 @@
-//! Shared by the API Gateway flavour tests: the AWS sample authorizer events with real tokens
-//! put in where API Gateway puts them, and a bundle with the WebSocket and HTTP API catch-all
-//! routes added to the demo API.
-#![allow(
-    dead_code,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
-use std::path::PathBuf;
+//! API Gateway authorizer events: a minimal REST TOKEN event for the demo API (`demoapi`,
+//! stage `prod`), and the AWS sample events (`../shared/fixtures/aws-events`) of API
+//! `abcdef123` with real tokens put in where API Gateway puts them — REST TOKEN, HTTP API
+//! payload 1.0 and 2.0 (with and without identity sources), WebSocket `$connect`.
 
 use serde_json::{json, Value};
 
-use crate::common::{bundle_copy, demo_env, fixture, ROLES};
+use super::paths::fixture;
 
+/// The API id of the sample-based events.
 pub const API: &str = "abcdef123";
-pub const PLAN: &str = "https://cedargate.example/plan";
-pub const GOLD_KEY: &str = "cedargate-gold-tier-key-0001";
-pub const STANDARD_KEY: &str = "cedargate-standard-tier-key-0001";
+
+/// A REST TOKEN event for the demo API.
+pub fn token_event(token: &str, verb_path: &str) -> Value {
+    json!({
+        "type": "TOKEN",
+        "authorizationToken": format!("Bearer {token}"),
+        "methodArn": demo_arn(verb_path),
+    })
+}
+
+/// `arn:aws:execute-api:…:demoapi/prod/{verb_path}`
+pub fn demo_arn(verb_path: &str) -> String {
+    format!("arn:aws:execute-api:us-east-1:123456789012:demoapi/prod/{verb_path}")
+}
 
 /// `arn:aws:execute-api:…:abcdef123/{stage}/{resource}`
 pub fn arn(stage: &str, resource: &str) -> String {
     format!("arn:aws:execute-api:us-east-1:123456789012:{API}/{stage}/{resource}")
 }
 
-/// The demo bundle plus `$connect` (readers may connect) and `$default` (editors may use the
-/// catch-all), in a temporary directory.
-pub fn gateway_bundle(name: &str) -> PathBuf {
-    let dir = bundle_copy(name);
-    std::fs::write(
-        dir.join("schema/gateway.cedarschema"),
-        "// The WebSocket connect route and the HTTP API catch-all route.\n\
-         action \"$connect\" appliesTo { principal: [User], resource: [Api], context: RequestContext };\n\
-         action \"$default\" appliesTo { principal: [User], resource: [Api], context: RequestContext };\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("policies/gateway.cedar"),
-        "@id(\"readers-connect\")\n\
-         permit (principal in Role::\"reader\", action == Action::\"$connect\", resource);\n\n\
-         @id(\"editors-catch-all\")\n\
-         permit (principal in Role::\"editor\", action == Action::\"$default\", resource);\n",
-    )
-    .unwrap();
-    dir
-}
-
-/// The demo environment on a bundle directory, with usage keys and the roles in the context.
-pub fn env_for(bundle: &std::path::Path, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = demo_env()
-        .into_iter()
-        .filter(|(k, _)| k != "CEDARGATE_POLICY_SOURCE")
-        .collect();
-    env.push((
-        "CEDARGATE_POLICY_SOURCE".into(),
-        bundle.display().to_string(),
-    ));
-    env.push(("CEDARGATE_CONTEXT_CLAIMS".into(), format!("sub,{ROLES}")));
-    env.push(("CEDARGATE_USAGE_KEY_CLAIM".into(), PLAN.into()));
-    env.push((
-        "CEDARGATE_USAGE_KEY_MAP".into(),
-        format!("gold={GOLD_KEY},*={STANDARD_KEY}"),
-    ));
-    for (k, v) in extra {
-        env.push(((*k).into(), (*v).into()));
-    }
-    env
-}
-
-/// The REST TOKEN sample with a real token.
-pub fn token_event(token: &str, resource: &str) -> Value {
+/// The REST TOKEN sample with a real token, on the `prod` stage.
+pub fn rest_token_event(token: &str, resource: &str) -> Value {
     let mut ev = fixture("example-apigw-custom-auth-request.json");
     ev["authorizationToken"] = format!("Bearer {token}").into();
     ev["methodArn"] = arn("prod", resource).into();
@@ -121,8 +81,7 @@ pub fn v2_uncached_event(token: &str, resource: &str, route_key: &str) -> Value 
 pub fn ws_event(token: &str) -> Value {
     let mut ev = fixture("example-apigw-v2-custom-authorizer-websocket-request.json");
     ev["queryStringParameters"]["token"] = token.into();
-    ev["methodArn"] =
-        format!("arn:aws:execute-api:eu-west-1:123456789012:{API}/test/$connect").into();
+    ev["methodArn"] = ws_arn().into();
     ev
 }
 
