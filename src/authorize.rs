@@ -37,7 +37,7 @@ use crate::config::{ResponseConfig, ResponseMode};
 use crate::decide::{decide, Decisions, Detail};
 use crate::entities;
 use crate::event::{AuthzRequest, CacheScope, Flavor};
-use crate::facts::{self, ClaimError, Facts, RequestFact};
+use crate::facts::{ClaimError, Facts, RequestFact};
 use crate::iam::{Base, Plan, PolicyDocument, Shape, Target};
 use crate::response::{context, usage_key, ContextShape, PolicyResponse, Response, SimpleResponse};
 use crate::routes::{Route, RouteId};
@@ -191,13 +191,13 @@ pub enum Note {
     FactNotKeyed { fact: RequestFact, why: String },
 }
 
-/// Everything about one answered request.
+/// Everything about one answered request (names borrowed from the snapshot it came from).
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub struct Outcome<'s> {
     /// The `principalId` of the answer.
     pub principal: String,
     /// The bundle revision the answer comes from (`none` without one).
-    pub revision: String,
+    pub revision: &'s str,
     /// The facts the decisions read (none without a bundle).
     pub facts: Option<Arc<Facts>>,
     /// Every route's decision, in route order (none without a bundle).
@@ -206,7 +206,7 @@ pub struct Outcome {
     pub computed: bool,
     /// The route the request's resource reaches, when the table has one.
     pub route: Option<RouteId>,
-    pub route_name: Option<String>,
+    pub route_name: Option<&'s str>,
     /// The requested route's decision, as answered.
     pub allowed: bool,
     pub answer: Answer,
@@ -217,13 +217,13 @@ pub struct Outcome {
 
 /// Decides one request: see the module documentation. `Err` when the claims do not fit the
 /// schema (the authorizer's 401).
-pub fn authorize(
-    snapshot: Option<&Snapshot>,
+pub fn authorize<'s>(
+    snapshot: Option<&'s Snapshot>,
     input: &Input<'_>,
     settings: &ResponseConfig,
     detail: Detail,
     memo: &dyn Memo,
-) -> Result<Outcome, ClaimError> {
+) -> Result<Outcome<'s>, ClaimError> {
     let req = input.request;
     let simple = settings.mode == ResponseMode::Simple && req.flavor == Flavor::HttpV2;
     let Some(snapshot) = snapshot else {
@@ -239,7 +239,7 @@ pub fn authorize(
         let response = respond(req, &principal, input.claims, &answer, "none", settings);
         return Ok(Outcome {
             principal,
-            revision: "none".to_owned(),
+            revision: "none",
             facts: None,
             decisions: None,
             computed: false,
@@ -253,14 +253,9 @@ pub fn authorize(
     };
 
     let mapping = snapshot.mapping();
-    let principal = facts::principal_id(mapping, input.claims)?;
-    let facts = Arc::new(Facts::build(
-        mapping,
-        snapshot.reads(),
-        input.claims,
-        req,
-        input.now,
-    )?);
+    let (facts, principal) =
+        Facts::build_with_id(mapping, snapshot.reads(), input.claims, req, input.now)?;
+    let facts = Arc::new(facts);
     let bundle = BundleId::of(snapshot);
     let mut computed = false;
     let mut compute = || {
@@ -359,8 +354,8 @@ pub fn authorize(
         }
         (Answer::Policy(shape), decided)
     };
-    let revision = snapshot.revision().to_owned();
-    let response = respond(req, &principal, input.claims, &answer, &revision, settings);
+    let revision = snapshot.revision();
+    let response = respond(req, &principal, input.claims, &answer, revision, settings);
     Ok(Outcome {
         principal,
         revision,
@@ -368,7 +363,7 @@ pub fn authorize(
         decisions: Some(decisions),
         computed,
         route: target,
-        route_name: target_route.map(|r| r.name.clone()),
+        route_name: target_route.map(|r| r.name.as_str()),
         allowed,
         answer,
         response,
@@ -754,7 +749,7 @@ action "POST /c" appliesTo { principal: [User], resource: [Api], context: Ctx };
         let mapping = s.mapping();
         let now = SystemTime::UNIX_EPOCH;
         let mut full = Facts::build(mapping, &Reads::everything(), claims, req, now).unwrap();
-        full.principal_id = Some(facts::principal_id(mapping, claims).unwrap());
+        full.principal_id = Some(crate::facts::principal_id(mapping, claims).unwrap());
         let caller = entities::caller(mapping, &full, &s.base_entities).unwrap();
         let cedar = CedarAuthorizer::new();
         s.derived

@@ -120,14 +120,14 @@ pub fn explain(
         .cloned()
         .unwrap_or_else(|| everything.clone());
     Ok(Explanation {
-        revision: outcome.revision.clone(),
+        revision: outcome.revision.to_owned(),
         flavor: input.request.flavor,
         principal,
         ancestors,
         facts_digest: facts.digest().map_or_else(String::new, |d| d.short()),
         facts,
         routes,
-        requested_route: outcome.route_name.clone(),
+        requested_route: outcome.route_name.map(str::to_owned),
         request_allowed: outcome.allowed,
         policy,
         inexact,

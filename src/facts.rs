@@ -380,18 +380,31 @@ impl Facts {
         req: &AuthzRequest<'_>,
         now: SystemTime,
     ) -> Result<Facts, ClaimError> {
+        Self::build_with_id(mapping, reads, claims, req, now).map(|(f, _)| f)
+    }
+
+    /// [`Facts::build`], and the principal's id (the answer's `principalId`, whether or not
+    /// it is a fact).
+    pub fn build_with_id(
+        mapping: &Mapping,
+        reads: &Reads,
+        claims: &VerifiedClaims,
+        req: &AuthzRequest<'_>,
+        now: SystemTime,
+    ) -> Result<(Facts, String), ClaimError> {
         let id = principal_id(mapping, claims)?;
         let parents = parents(mapping, claims)?;
         let principal_attrs = principal_attrs(mapping, reads, claims)?;
-        Ok(Facts {
+        let facts = Facts {
             issuer: Some(claims.issuer().to_owned()).filter(|s| !s.is_empty()),
-            principal_id: reads.principal_id.then_some(id),
+            principal_id: reads.principal_id.then(|| id.clone()),
             parents,
             principal_attrs,
             api_id: reads.resource_id.then(|| req.arn.api_id.clone()),
             resource_attrs: resource_attrs(mapping, reads, req),
             context: context(mapping, reads, req, now),
-        })
+        };
+        Ok((facts, id))
     }
 
     /// The digest that keys the decision memo: SHA-256 over the canonical JSON of the facts

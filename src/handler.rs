@@ -351,7 +351,7 @@ impl Authorizer {
         // Field values are computed only when the line is enabled: no hashing or formatting
         // for lines filtered out.
         let fingerprint = token;
-        let route = outcome.route_name.as_deref().unwrap_or("-");
+        let route = outcome.route_name.unwrap_or("-");
         for note in &outcome.notes {
             match note {
                 Note::NoBundle => {
@@ -382,7 +382,7 @@ impl Authorizer {
                     }
                 }
                 Note::FactNotKeyed { fact, why } => {
-                    if self.first_time(&outcome.revision, format!("{fact:?}/{:?}", req.flavor)) {
+                    if self.first_time(outcome.revision, format!("{fact:?}/{:?}", req.flavor)) {
                         tracing::warn!(
                             event = "fact_not_in_cache_key",
                             fact = %fact,

@@ -59,8 +59,6 @@ pub struct UnverifiedJwt {
     token: String,
     alg: Algorithm,
     kid: Option<String>,
-    /// SHA-256 of the token: the verified-claims cache key and the source of the fingerprint.
-    digest: [u8; 32],
     /// The payload, base64url-decoded (still unverified: only claims read it, after the
     /// signature check).
     payload: Vec<u8>,
@@ -81,10 +79,7 @@ impl UnverifiedJwt {
         let token = bearer(authorization, max_bytes)?;
         // Only base64url and dots: no whitespace, padding or JSON serialization can slip
         // through to a parser that would read them differently.
-        if !token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-        {
+        if !token.bytes().all(is_compact_jws_byte) {
             return Err(TokenError::Malformed(
                 "it contains characters outside base64url",
             ));
@@ -104,8 +99,7 @@ impl UnverifiedJwt {
         let header_bytes = URL_SAFE_NO_PAD
             .decode(header)
             .map_err(|_| TokenError::Malformed("the header is not base64url"))?;
-        let header = parse_object(&header_bytes).map_err(|e| TokenError::Header(e.to_string()))?;
-        let (alg, kid) = check_header(&header)?;
+        let (alg, kid) = check_header(&read_header(&header_bytes)?)?;
         // An empty payload is a valid JWS (the claims stage refuses it as claims); a payload
         // that is not strict base64url is refused here, before any key is fetched for it.
         let payload = URL_SAFE_NO_PAD
@@ -114,14 +108,21 @@ impl UnverifiedJwt {
         if signature.is_empty() {
             return Err(TokenError::Malformed("the signature is empty"));
         }
-        if URL_SAFE_NO_PAD.decode(signature).is_err() {
+        // Decoded only to be checked (the verifier decodes it again): into a buffer on the
+        // stack, as long as it fits one (RSA-8192 signatures are 1,024 bytes).
+        let mut buf = [0u8; 1024];
+        let decoded = if signature.len() <= 1360 {
+            URL_SAFE_NO_PAD.decode_slice(signature, &mut buf).is_ok()
+        } else {
+            URL_SAFE_NO_PAD.decode(signature).is_ok()
+        };
+        if !decoded {
             return Err(TokenError::Malformed("the signature is not base64url"));
         }
         Ok(Self {
             token: token.to_owned(),
             alg,
             kid,
-            digest: Sha256::digest(token.as_bytes()).into(),
             payload,
         })
     }
@@ -144,12 +145,7 @@ impl UnverifiedJwt {
     /// A short hex digest of the token (the first 8 bytes of its SHA-256), to correlate log
     /// lines without logging the token.
     pub fn fingerprint(&self) -> String {
-        fingerprint_of(&self.digest)
-    }
-
-    /// The SHA-256 of the token (without the scheme).
-    pub fn digest(&self) -> [u8; 32] {
-        self.digest
+        fingerprint(&self.token)
     }
 
     /// `header.payload`: the bytes the signature covers.
@@ -233,8 +229,91 @@ fn strip_scheme(authorization: &str) -> Result<&str, TokenError> {
     }
 }
 
-fn check_header(header: &JsonObject) -> Result<(Algorithm, Option<String>), TokenError> {
-    let alg = match header.get("alg") {
+/// Which bytes may appear in a compact JWS: the base64url alphabet and the dots.
+fn is_compact_jws_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
+}
+
+/// The header members cedargate reads (every other member is skipped, but counted for
+/// duplicates).
+#[derive(Debug, Default)]
+struct Header {
+    alg: Option<Value>,
+    kid: Option<Value>,
+    typ: Option<Value>,
+    crit: bool,
+}
+
+/// Reads the header object: one pass, no map of every member, duplicate names refused (as
+/// [`parse_object`] does for the payload).
+fn read_header(bytes: &[u8]) -> Result<Header, TokenError> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Header;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object with unique member names")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Header, A::Error> {
+            let mut h = Header::default();
+            // A set, not a list: the number of members is the sender's to choose.
+            let mut seen = std::collections::BTreeSet::<std::borrow::Cow<'de, str>>::new();
+            while let Some(Key(key)) = access.next_key::<Key<'de>>()? {
+                if seen.contains(&key) {
+                    return Err(serde::de::Error::custom("duplicate member name"));
+                }
+                match key.as_ref() {
+                    "alg" => h.alg = Some(access.next_value()?),
+                    "kid" => h.kid = Some(access.next_value()?),
+                    "typ" => h.typ = Some(access.next_value()?),
+                    other => {
+                        h.crit |= other == "crit";
+                        access.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                seen.insert(key);
+            }
+            Ok(h)
+        }
+    }
+    /// A member name, borrowed from the input where it has no escapes.
+    struct Key<'a>(std::borrow::Cow<'a, str>);
+    impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct K;
+            impl<'de> Visitor<'de> for K {
+                type Value = std::borrow::Cow<'de, str>;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a member name")
+                }
+                fn visit_borrowed_str<E: serde::de::Error>(
+                    self,
+                    v: &'de str,
+                ) -> Result<Self::Value, E> {
+                    Ok(std::borrow::Cow::Borrowed(v))
+                }
+                fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                    Ok(std::borrow::Cow::Owned(v.to_owned()))
+                }
+            }
+            d.deserialize_str(K).map(Key)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    match de.deserialize_map(V).and_then(|h| de.end().map(|()| h)) {
+        Ok(h) => Ok(h),
+        Err(_) => Err(TokenError::Header(
+            match serde_json::from_slice::<Value>(bytes) {
+                Err(_) => ObjectError::NotJson,
+                Ok(v) if !v.is_object() => ObjectError::NotObject,
+                Ok(_) => ObjectError::Duplicate,
+            }
+            .to_string(),
+        )),
+    }
+}
+
+fn check_header(header: &Header) -> Result<(Algorithm, Option<String>), TokenError> {
+    let alg = match &header.alg {
         Some(Value::String(alg)) => alg,
         Some(_) => return Err(TokenError::Header("`alg` is not a string".to_owned())),
         None => return Err(TokenError::Header("`alg` is missing".to_owned())),
@@ -242,16 +321,16 @@ fn check_header(header: &JsonObject) -> Result<(Algorithm, Option<String>), Toke
     let alg = algorithm(alg)?;
     // RFC 7515 §4.1.11: a recipient must refuse a token whose critical extensions it does not
     // understand. cedargate understands none (not even `b64`, RFC 7797), so any `crit` is fatal.
-    if header.contains_key("crit") {
+    if header.crit {
         return Err(TokenError::Critical);
     }
-    match header.get("typ") {
+    match &header.typ {
         None => {}
         Some(Value::String(typ)) if ACCEPTED_TYPES.iter().any(|t| t.eq_ignore_ascii_case(typ)) => {}
         Some(Value::String(typ)) => return Err(TokenError::Type(shown(typ))),
         Some(_) => return Err(TokenError::Header("`typ` is not a string".to_owned())),
     }
-    let kid = match header.get("kid") {
+    let kid = match &header.kid {
         None => None,
         Some(Value::String(kid)) => Some(kid.clone()),
         Some(_) => return Err(TokenError::Header("`kid` is not a string".to_owned())),
