@@ -38,7 +38,7 @@ use crate::decide::{decide, Decisions, Detail};
 use crate::entities;
 use crate::event::{AuthzRequest, CacheScope, Flavor};
 use crate::facts::{ClaimError, Facts, RequestFact};
-use crate::iam::{Base, Plan, PolicyDocument, Shape, Target};
+use crate::iam::{Base, Plan, Policy, Shape, Target};
 use crate::response::{context, usage_key, ContextShape, PolicyResponse, Response, SimpleResponse};
 use crate::routes::{Route, RouteId};
 
@@ -128,7 +128,33 @@ impl quick_cache::Equivalent<BaseKey> for BaseKeyRef<'_> {
 }
 
 /// The IAM analysis in use and the caller's route-independent policy.
-pub type PolicyBase = (Arc<Plan>, Base);
+/// A caller's route-independent policy ([`Base`]) and the analysis it belongs to, with an id
+/// unique in the process that names it in [`PolicyKey`]s.
+#[derive(Debug)]
+pub struct PolicyBase {
+    pub id: u64,
+    pub plan: Arc<Plan>,
+    pub base: Base,
+}
+
+impl PolicyBase {
+    pub fn new(plan: Arc<Plan>, base: Base) -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        Self {
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            plan,
+            base,
+        }
+    }
+}
+
+/// A finished policy: the [`PolicyBase`] it was finished from and the requested route. Only
+/// policies that depend on nothing else are memoized under it (see [`Plan::finish_reusable`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PolicyKey {
+    pub base: u64,
+    pub route: RouteId,
+}
 
 /// Remembers pure results between calls. Implementations must return, for a key, only a value
 /// that `compute` returned for an equal key.
@@ -143,6 +169,12 @@ pub trait Memo: Sync {
         key: &BaseKeyRef<'_>,
         compute: &mut dyn FnMut() -> Arc<PolicyBase>,
     ) -> Arc<PolicyBase>;
+    /// The finished policy for `key`; `compute` also says whether it may be kept.
+    fn policy(
+        &self,
+        key: PolicyKey,
+        compute: &mut dyn FnMut() -> (Arc<Policy>, bool),
+    ) -> Arc<Policy>;
 }
 
 /// No memory: every call computes.
@@ -164,12 +196,19 @@ impl Memo for NoMemo {
     ) -> Arc<PolicyBase> {
         compute()
     }
+    fn policy(
+        &self,
+        _: PolicyKey,
+        compute: &mut dyn FnMut() -> (Arc<Policy>, bool),
+    ) -> Arc<Policy> {
+        compute().0
+    }
 }
 
 /// What the response decides: a policy over every route, or the requested route's decision.
 #[derive(Debug, Clone)]
 pub enum Answer {
-    Policy(Shape),
+    Policy(Arc<Policy>),
     Simple(bool),
 }
 
@@ -230,10 +269,13 @@ pub fn authorize<'s>(
         let answer = if simple {
             Answer::Simple(false)
         } else {
-            Answer::Policy(Shape {
-                deny: vec!["*".to_owned()],
-                ..Shape::default()
-            })
+            Answer::Policy(Arc::new(Policy::new(
+                Shape {
+                    deny: vec!["*".to_owned()],
+                    ..Shape::default()
+                },
+                &req.arn,
+            )))
         };
         let principal = input.claims.sub().to_owned();
         let response = respond(req, &principal, input.claims, &answer, "none", settings);
@@ -323,7 +365,10 @@ pub fn authorize<'s>(
                 ..Shape::default()
             }
         };
-        (Answer::Policy(shape), decided)
+        (
+            Answer::Policy(Arc::new(Policy::new(shape, &req.arn))),
+            decided,
+        )
     } else {
         let bits = decisions.allowed_bits();
         let key = BaseKeyRef {
@@ -332,19 +377,34 @@ pub fn authorize<'s>(
             prefix: req.arn.prefix(),
         };
         let base = memo.base(&key, &mut || {
-            Arc::new(snapshot.policy_base(&req.arn, &decisions.allowed()))
+            let (plan, base) = snapshot.policy_base(&req.arn, &decisions.allowed());
+            Arc::new(PolicyBase::new(plan, base))
         });
-        let (plan, base) = &*base;
-        let shape = plan.finish(
-            base,
-            Target {
-                resource: &req.arn.resource,
-                route: target,
-            },
-        );
-        if !shape.inexact.is_empty() {
+        let mut finish = || {
+            let (shape, reusable) = base.plan.finish_reusable(
+                &base.base,
+                Target {
+                    resource: &req.arn.resource,
+                    route: target,
+                },
+            );
+            (Arc::new(Policy::new(shape, &req.arn)), reusable)
+        };
+        let policy = match target {
+            Some(route) => memo.policy(
+                PolicyKey {
+                    base: base.id,
+                    route,
+                },
+                &mut finish,
+            ),
+            // A resource no route receives is denied by its literal: nothing to share.
+            None => finish().0,
+        };
+        if !policy.shape.inexact.is_empty() {
             notes.push(Note::Inexpressible(
-                shape
+                policy
+                    .shape
                     .inexact
                     .iter()
                     .filter_map(|r| routes.get(*r))
@@ -352,7 +412,7 @@ pub fn authorize<'s>(
                     .collect(),
             ));
         }
-        (Answer::Policy(shape), decided)
+        (Answer::Policy(policy), decided)
     };
     let revision = snapshot.revision();
     let response = respond(req, &principal, input.claims, &answer, revision, settings);
@@ -456,7 +516,7 @@ fn respond(
             is_authorized: *is_authorized,
             context,
         }),
-        Answer::Policy(shape) => {
+        Answer::Policy(policy) => {
             // Usage plans exist for REST and WebSocket APIs only; HTTP APIs have none.
             let usage_identifier_key = match req.flavor {
                 Flavor::Token | Flavor::Request | Flavor::WebSocket => {
@@ -466,7 +526,7 @@ fn respond(
             };
             Response::Policy(PolicyResponse {
                 principal_id: principal.to_owned(),
-                policy_document: PolicyDocument::from_shape(shape, &req.arn),
+                policy_document: policy.clone(),
                 context,
                 usage_identifier_key,
             })
@@ -512,6 +572,7 @@ type Ctx = {
 action "GET /a" appliesTo { principal: [User], resource: [Api], context: Ctx };
 action "GET /b" appliesTo { principal: [User], resource: [Api], context: Ctx };
 action "POST /c" appliesTo { principal: [User], resource: [Api], context: Ctx };
+action "GET /p/{id}" appliesTo { principal: [User], resource: [Api], context: Ctx };
 "#;
 
     const IDS: [&str; 3] = ["alice", "bob", "carol"];
@@ -523,6 +584,16 @@ action "POST /c" appliesTo { principal: [User], resource: [Api], context: Ctx };
     const TENANTS: [&str; 2] = ["t1", "t2"];
     const STAGES: [&str; 2] = ["prod", "dev"];
     const APIS: [&str; 2] = ["api1", "api2"];
+    /// Requested resources: each route, a client-chosen `*` in a parameter, a resource no route
+    /// receives.
+    const RESOURCES: [&str; 6] = [
+        "GET/a",
+        "GET/b",
+        "POST/c",
+        "GET/p/1",
+        "GET/p/x*y",
+        "PUT/none",
+    ];
 
     /// A policy reading one kind of fact, with a literal chosen by `k`.
     fn policy(template: usize, k: usize) -> String {
@@ -617,6 +688,7 @@ action "POST /c" appliesTo { principal: [User], resource: [Api], context: Ctx };
         stage: usize,
         api: usize,
         time_s: i64,
+        resource: usize,
     }
 
     fn callers() -> impl Strategy<Value = Caller> {
@@ -635,14 +707,14 @@ action "POST /c" appliesTo { principal: [User], resource: [Api], context: Ctx };
                 proptest::option::of(0..2usize),
                 proptest::option::of(0..2usize),
             ),
-            (0..2usize, 0..2usize, 900..2200i64),
+            (0..2usize, 0..2usize, 900..2200i64, 0..RESOURCES.len()),
         )
             .prop_map(
                 |(
                     (id, roles),
                     (email, level, scope),
                     (ip, agent, tenant),
-                    (stage, api, time_s),
+                    (stage, api, time_s, resource),
                 )| Caller {
                     id,
                     roles,
@@ -655,6 +727,7 @@ action "POST /c" appliesTo { principal: [User], resource: [Api], context: Ctx };
                     stage,
                     api,
                     time_s,
+                    resource,
                 },
             )
     }
@@ -680,8 +753,8 @@ action "POST /c" appliesTo { principal: [User], resource: [Api], context: Ctx };
 
         fn request(&self) -> AuthzRequest<'static> {
             let arn = MethodArn::parse(&format!(
-                "arn:aws:execute-api:us-east-1:123456789012:{}/{}/GET/a",
-                APIS[self.api], STAGES[self.stage]
+                "arn:aws:execute-api:us-east-1:123456789012:{}/{}/{}",
+                APIS[self.api], STAGES[self.stage], RESOURCES[self.resource]
             ))
             .unwrap();
             let mut headers = BTreeMap::new();
@@ -707,6 +780,7 @@ action "POST /c" appliesTo { principal: [User], resource: [Api], context: Ctx };
     struct Remember {
         decisions: Mutex<HashMap<DecisionKey, Arc<Decisions>>>,
         bases: Mutex<HashMap<BaseKey, Arc<PolicyBase>>>,
+        policies: Mutex<HashMap<PolicyKey, Arc<Policy>>>,
         hits: std::sync::atomic::AtomicUsize,
     }
 
@@ -736,6 +810,20 @@ action "POST /c" appliesTo { principal: [User], resource: [Api], context: Ctx };
             let b = compute();
             self.bases.lock().unwrap().insert(owned, b.clone());
             b
+        }
+        fn policy(
+            &self,
+            key: PolicyKey,
+            compute: &mut dyn FnMut() -> (Arc<Policy>, bool),
+        ) -> Arc<Policy> {
+            if let Some(p) = self.policies.lock().unwrap().get(&key) {
+                return p.clone();
+            }
+            let (p, reusable) = compute();
+            if reusable {
+                self.policies.lock().unwrap().insert(key, p.clone());
+            }
+            p
         }
     }
 
@@ -902,6 +990,7 @@ action "POST /c" appliesTo { principal: [User], resource: [Api], context: Ctx };
             stage: 0,
             api: 0,
             time_s: 1_000,
+            resource: 0,
         }
     }
 }

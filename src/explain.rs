@@ -103,9 +103,10 @@ pub fn explain(
         None => Vec::new(),
     };
     let (policy, inexact) = match &outcome.answer {
-        Answer::Policy(shape) => (
-            Some(PolicyDocument::from_shape(shape, &input.request.arn)),
-            shape
+        Answer::Policy(policy) => (
+            Some(policy.document.clone()),
+            policy
+                .shape
                 .inexact
                 .iter()
                 .filter_map(|r| snapshot.routes().get(*r))

@@ -18,9 +18,11 @@
 //!   check.
 //! - Decisions per (bundle, facts digest): callers with the same facts share one entry, so a
 //!   never-seen token whose facts are known costs one signature check and a lookup.
-//! - The route-independent part of each IAM policy per (bundle, decisions, API and stage).
+//! - The route-independent part of each IAM policy per (bundle, decisions, API and stage),
+//!   and the finished policy, with its JSON, per (that part, requested route), where it does
+//!   not depend on the requested resource itself.
 //!
-//! All three are bounded by [`quick_cache`] (S3-FIFO): an entry enters a small probationary
+//! All four are bounded by [`quick_cache`] (S3-FIFO): an entry enters a small probationary
 //! queue and moves to the main one only when it is used again, so a flood of one-off tokens,
 //! or of requests varying a fact, evicts its own kind and never the warm entries other
 //! callers share. Tokens are never logged, only a short fingerprint; header values never.
@@ -37,12 +39,14 @@ use sha2::{Digest, Sha256};
 
 use crate::authorize::{
     authorize, Answer, BaseKey, BaseKeyRef, DecisionKey, Input, Memo, Note, Outcome, PolicyBase,
+    PolicyKey,
 };
 use crate::claims::{VerifiedClaims, Verifier};
 use crate::config::{JwtConfig, ResponseConfig};
 use crate::decide::{Decisions, Detail};
 use crate::event::{AuthzRequest, EventError};
 use crate::facts::ClaimError;
+use crate::iam::Policy;
 use crate::response::Response;
 use crate::store::Store;
 use crate::time::unix_now;
@@ -59,6 +63,8 @@ const CLAIMS_ENTRIES: usize = 10_000;
 const DECISION_BYTES: u64 = 32 << 20;
 /// How much memory memoized policy bases may take, in (estimated) bytes.
 const BASE_BYTES: u64 = 32 << 20;
+/// How much memory memoized finished policies may take, in (estimated) bytes.
+const POLICY_BYTES: u64 = 32 << 20;
 
 /// Weighs a memo entry by the bytes it holds, roughly.
 #[derive(Debug, Clone, Copy, Default)]
@@ -83,8 +89,13 @@ impl Weighter<DecisionKey, Arc<Decisions>> for Bytes {
 
 impl Weighter<BaseKey, Arc<PolicyBase>> for Bytes {
     fn weight(&self, k: &BaseKey, b: &Arc<PolicyBase>) -> u64 {
-        let (_, base) = &**b;
-        (256 + k.allowed.len() * 8 + base.weight()) as u64
+        (256 + k.allowed.len() * 8 + b.base.weight()) as u64
+    }
+}
+
+impl Weighter<PolicyKey, Arc<Policy>> for Bytes {
+    fn weight(&self, _: &PolicyKey, p: &Arc<Policy>) -> u64 {
+        (64 + p.weight()) as u64
     }
 }
 
@@ -98,8 +109,11 @@ pub struct MemoStats {
     pub decision_misses: u64,
     pub base_hits: u64,
     pub base_misses: u64,
+    pub policy_hits: u64,
+    pub policy_misses: u64,
     pub decision_entries: usize,
     pub base_entries: usize,
+    pub policy_entries: usize,
     pub claims_entries: usize,
 }
 
@@ -108,10 +122,13 @@ pub struct MemoStats {
 struct CacheMemo {
     decisions: Cache<DecisionKey, Arc<Decisions>, Bytes>,
     bases: Cache<BaseKey, Arc<PolicyBase>, Bytes>,
+    policies: Cache<PolicyKey, Arc<Policy>, Bytes>,
     decision_hits: AtomicU64,
     decision_misses: AtomicU64,
     base_hits: AtomicU64,
     base_misses: AtomicU64,
+    policy_hits: AtomicU64,
+    policy_misses: AtomicU64,
 }
 
 impl CacheMemo {
@@ -119,10 +136,13 @@ impl CacheMemo {
         Self {
             decisions: Cache::with_weighter(10_000, DECISION_BYTES, Bytes),
             bases: Cache::with_weighter(10_000, BASE_BYTES, Bytes),
+            policies: Cache::with_weighter(10_000, POLICY_BYTES, Bytes),
             decision_hits: AtomicU64::new(0),
             decision_misses: AtomicU64::new(0),
             base_hits: AtomicU64::new(0),
             base_misses: AtomicU64::new(0),
+            policy_hits: AtomicU64::new(0),
+            policy_misses: AtomicU64::new(0),
         }
     }
 }
@@ -156,6 +176,23 @@ impl Memo for CacheMemo {
         let b = compute();
         self.bases.insert(key.to_owned_key(), b.clone());
         b
+    }
+
+    fn policy(
+        &self,
+        key: PolicyKey,
+        compute: &mut dyn FnMut() -> (Arc<Policy>, bool),
+    ) -> Arc<Policy> {
+        if let Some(p) = self.policies.get(&key) {
+            self.policy_hits.fetch_add(1, Ordering::Relaxed);
+            return p;
+        }
+        self.policy_misses.fetch_add(1, Ordering::Relaxed);
+        let (p, reusable) = compute();
+        if reusable {
+            self.policies.insert(key, p.clone());
+        }
+        p
     }
 }
 
@@ -227,8 +264,11 @@ impl Authorizer {
             decision_misses: m.decision_misses.load(Ordering::Relaxed),
             base_hits: m.base_hits.load(Ordering::Relaxed),
             base_misses: m.base_misses.load(Ordering::Relaxed),
+            policy_hits: m.policy_hits.load(Ordering::Relaxed),
+            policy_misses: m.policy_misses.load(Ordering::Relaxed),
             decision_entries: m.decisions.len(),
             base_entries: m.bases.len(),
+            policy_entries: m.policies.len(),
             claims_entries: self.claims.len(),
         }
     }
@@ -318,7 +358,7 @@ impl Authorizer {
             }
         }
         self.claims_misses.fetch_add(1, Ordering::Relaxed);
-        let token = match UnverifiedJwt::parse(bytes, self.max_token_bytes) {
+        let token = match UnverifiedJwt::from_compact(bytes) {
             Ok(t) => t,
             Err(e) => {
                 tracing::info!(event = "unauthorized", reason = %e, arn = %req.arn, "malformed token");
@@ -395,9 +435,9 @@ impl Authorizer {
             }
         }
         let (allows, denies, response) = match &outcome.answer {
-            Answer::Policy(shape) => (
-                shape.allow.len() + shape.allow_exact.len(),
-                shape.deny.len() + shape.deny_exact.len(),
+            Answer::Policy(policy) => (
+                policy.shape.allow.len() + policy.shape.allow_exact.len(),
+                policy.shape.deny.len() + policy.shape.deny_exact.len(),
                 "policy",
             ),
             Answer::Simple(_) => (0, 0, "simple"),

@@ -721,9 +721,29 @@ impl Plan {
     /// an explicit Deny when it is denied, and its literal resource when it is allowed but no
     /// exact pattern could allow it, or when no route receives it.
     pub fn finish(&self, base: &Base, target: Target<'_>) -> Shape {
+        self.finish_reusable(base, target).0
+    }
+
+    /// [`Plan::finish`], and whether the shape depends on nothing but `base` and the target
+    /// route (not on the requested resource itself), so that it answers every request for
+    /// that route with that base. Whether the literal resource is needed is a property of the
+    /// base and the route alone, so this holds for all of the route's requests or for none.
+    pub fn finish_reusable(&self, base: &Base, target: Target<'_>) -> (Shape, bool) {
+        let used_literal = std::cell::Cell::new(false);
+        let shape = self.finish_shape(base, target, &used_literal);
+        (shape, !used_literal.get())
+    }
+
+    fn finish_shape(
+        &self,
+        base: &Base,
+        target: Target<'_>,
+        used_literal: &std::cell::Cell<bool>,
+    ) -> Shape {
         // A client-chosen `*` or `?` in a path must never become a pattern.
         let literal_ok = !target.resource.contains(['*', '?']) && !target.resource.contains("${");
         let literal = || {
+            used_literal.set(true);
             if literal_ok {
                 vec![target.resource.to_owned()]
             } else {
@@ -1035,6 +1055,58 @@ impl PolicyDocument {
     }
 }
 
+/// A policy ready to send: its shape, its document and the document's JSON, written once. A
+/// memoized policy is shared by every response that carries it, so each of those responses
+/// copies the JSON instead of building and writing the document again.
+#[derive(Debug)]
+pub struct Policy {
+    pub shape: Shape,
+    pub document: PolicyDocument,
+    /// `None` only if the document could not be written, which serde_json cannot fail at
+    /// for these types; the document is then written as it is.
+    json: Option<Box<serde_json::value::RawValue>>,
+}
+
+impl Policy {
+    pub fn new(shape: Shape, arn: &MethodArn) -> Self {
+        let document = PolicyDocument::from_shape(&shape, arn);
+        let json = serde_json::value::to_raw_value(&document).ok();
+        Self {
+            shape,
+            document,
+            json,
+        }
+    }
+
+    /// Roughly how many bytes this holds (for bounded caches).
+    pub fn weight(&self) -> usize {
+        let texts = |v: &[String]| v.iter().map(|s| s.len() + 24).sum::<usize>();
+        let shape = &self.shape;
+        texts(&shape.allow)
+            + texts(&shape.deny)
+            + texts(&shape.allow_exact)
+            + texts(&shape.deny_exact)
+            + shape.inexact.len() * 8
+            + self
+                .document
+                .statement
+                .iter()
+                .map(|s| texts(&s.resource) + 64)
+                .sum::<usize>()
+            + self.json.as_ref().map_or(0, |j| j.get().len())
+            + 160
+    }
+}
+
+impl Serialize for Policy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.json {
+            Some(json) => json.serialize(s),
+            None => self.document.serialize(s),
+        }
+    }
+}
+
 /// The methods a verb position can hold, for tests and tools that enumerate resources.
 pub fn methods() -> &'static [&'static str] {
     &METHODS
@@ -1172,6 +1244,73 @@ mod tests {
         // Never a client-chosen wildcard as a pattern.
         let s = shape_for(&["GET /a", "GET /b"], &["GET /a", "GET /b"], "GET/*");
         assert!(s.deny.is_empty() && s.deny_exact.is_empty(), "{s:?}");
+    }
+
+    #[test]
+    fn a_finished_policy_is_reusable_only_when_no_resource_of_its_route_changes_it() {
+        // For each table and each set of allowed routes: the resources of one route either all
+        // say "reusable" and all get the same shape, or none says it (the literal is used).
+        let cases: [(&[&str], &[&str]); 3] = [
+            (
+                &["GET /pets/{id}", "GET /{proxy+}"],
+                &["GET/pets/1", "GET/pets/a*b", "GET/x/y", "GET/x*/y", "GET/q"],
+            ),
+            (
+                &["GET /a", "GET /b", "POST /{x}/pets"],
+                &["GET/a", "GET/b", "POST/1/pets", "POST/*/pets"],
+            ),
+            (
+                &["GET /pets/{id}", "GET /pets/{id}/history", "$default"],
+                &[
+                    "GET/pets/1",
+                    "GET/pets/1/history",
+                    "GET/pets/?/history",
+                    "PUT/z",
+                    "PUT/z*",
+                ],
+            ),
+        ];
+        let mut seen_both = (false, false);
+        for (names, resources) in cases {
+            let t = table(names);
+            let plan = Plan::new(&t);
+            let n = t.routes().len();
+            for mask in 0..(1u32 << n) {
+                let decisions: Vec<bool> = (0..n).map(|i| mask & (1 << i) != 0).collect();
+                let base = plan.base(&decisions, 60);
+                let mut by_route: BTreeMap<RouteId, Vec<(Shape, bool)>> = BTreeMap::new();
+                for resource in resources {
+                    let Some(route) = t.route_resource(resource) else {
+                        continue;
+                    };
+                    let finished = plan.finish_reusable(
+                        &base,
+                        Target {
+                            resource,
+                            route: Some(route),
+                        },
+                    );
+                    by_route.entry(route).or_default().push(finished);
+                }
+                for (route, finished) in by_route {
+                    let reusable = finished.first().is_some_and(|(_, r)| *r);
+                    assert!(
+                        finished.iter().all(|(_, r)| *r == reusable),
+                        "{names:?} {decisions:?} route {route}: {finished:?}"
+                    );
+                    if reusable {
+                        seen_both.0 = true;
+                        assert!(
+                            finished.windows(2).all(|w| w[0].0 == w[1].0),
+                            "{names:?} {decisions:?} route {route}: {finished:?}"
+                        );
+                    } else {
+                        seen_both.1 = true;
+                    }
+                }
+            }
+        }
+        assert_eq!(seen_both, (true, true), "both kinds were exercised");
     }
 
     #[test]

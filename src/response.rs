@@ -21,7 +21,9 @@ use serde_json::Value;
 
 use crate::claims::VerifiedClaims;
 use crate::config::UsageKeyConfig;
-use crate::iam::PolicyDocument;
+use std::sync::Arc;
+
+use crate::iam::Policy;
 
 /// The `context` of a response: names and values in order, serialised as a JSON object.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -59,11 +61,17 @@ impl Serialize for Context {
 #[serde(rename_all = "camelCase")]
 pub struct PolicyResponse {
     pub principal_id: String,
-    pub policy_document: PolicyDocument,
+    /// Shared with every response that carries the same policy (it is written once).
+    #[serde(serialize_with = "shared")]
+    pub policy_document: Arc<Policy>,
     #[serde(skip_serializing_if = "Context::is_empty")]
     pub context: Context,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage_identifier_key: Option<String>,
+}
+
+fn shared<S: Serializer>(policy: &Arc<Policy>, s: S) -> Result<S::Ok, S::Error> {
+    policy.as_ref().serialize(s)
 }
 
 /// An HTTP API 2.0 simple response: the decision for the requested route only.
@@ -204,10 +212,13 @@ mod tests {
     fn no_null_fields() {
         let r = PolicyResponse {
             principal_id: "p".into(),
-            policy_document: PolicyDocument {
-                version: "2012-10-17",
-                statement: vec![],
-            },
+            policy_document: Arc::new(Policy::new(
+                crate::iam::Shape::default(),
+                &crate::arn::MethodArn::parse(
+                    "arn:aws:execute-api:us-east-1:123456789012:abc/prod/GET/pets",
+                )
+                .unwrap(),
+            )),
             context: Context::default(),
             usage_identifier_key: None,
         };

@@ -76,7 +76,12 @@ impl UnverifiedJwt {
     /// `authorization` is what the client sent: `Bearer <jwt>` (scheme case-insensitive) or a
     /// bare JWT. Tokens longer than `max_bytes` are refused before anything is decoded.
     pub fn parse(authorization: &str, max_bytes: usize) -> Result<Self, TokenError> {
-        let token = bearer(authorization, max_bytes)?;
+        Self::from_compact(bearer(authorization, max_bytes)?)
+    }
+
+    /// Parses a compact JWS already taken out of its `Authorization` value by [`bearer`] (and
+    /// so already within the size cap).
+    pub fn from_compact(token: &str) -> Result<Self, TokenError> {
         // Only base64url and dots: no whitespace, padding or JSON serialization can slip
         // through to a parser that would read them differently.
         if !token.bytes().all(is_compact_jws_byte) {
@@ -209,12 +214,26 @@ pub fn bearer(authorization: &str, max_bytes: usize) -> Result<&str, TokenError>
 }
 
 fn strip_scheme(authorization: &str) -> Result<&str, TokenError> {
-    let value = authorization.trim_matches(|c: char| c == ' ' || c == '\t');
+    // Byte scans, not `char` patterns: the value is a kilobyte of ASCII, searched on every
+    // request, and the separators are ASCII.
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let bytes = authorization.as_bytes();
+    let start = bytes.iter().position(|b| !blank(b)).unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !blank(b))
+        .map_or(start, |i| i + 1);
+    let value = authorization.get(start..end).unwrap_or_default();
     if value.is_empty() {
         return Err(TokenError::Missing);
     }
-    match value.split_once([' ', '\t']) {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => {
+    match value.bytes().position(|b| blank(&b)) {
+        Some(at) => {
+            let (scheme, rest) = value.split_at(at);
+            if !scheme.eq_ignore_ascii_case("bearer") {
+                // `Basic …`, `Digest …`: a credential cedargate does not verify.
+                return Err(TokenError::Scheme);
+            }
             let token = rest.trim_start_matches([' ', '\t']);
             if token.is_empty() {
                 Err(TokenError::Missing)
@@ -222,8 +241,6 @@ fn strip_scheme(authorization: &str) -> Result<&str, TokenError> {
                 Ok(token)
             }
         }
-        // `Basic …`, `Digest …`: a credential cedargate does not verify.
-        Some(_) => Err(TokenError::Scheme),
         None if value.eq_ignore_ascii_case("bearer") => Err(TokenError::Missing),
         None => Ok(value),
     }
