@@ -84,14 +84,19 @@ impl UnverifiedJwt {
     pub fn from_compact(token: &str) -> Result<Self, TokenError> {
         // Only base64url and dots: no whitespace, padding or JSON serialization can slip
         // through to a parser that would read them differently.
-        if !token.bytes().all(is_compact_jws_byte) {
+        if !is_compact_jws(token) {
             return Err(TokenError::Malformed(
                 "it contains characters outside base64url",
             ));
         }
-        let segments: Vec<&str> = token.split('.').collect();
-        let [header, payload, signature] = segments.as_slice() else {
-            return Err(if segments.len() == 5 {
+        let mut segments = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) = (
+            segments.next(),
+            segments.next(),
+            segments.next(),
+            segments.next(),
+        ) else {
+            return Err(if token.split('.').count() == 5 {
                 TokenError::Encrypted
             } else {
                 TokenError::Malformed("it does not have exactly three segments")
@@ -246,9 +251,15 @@ fn strip_scheme(authorization: &str) -> Result<&str, TokenError> {
     }
 }
 
-/// Which bytes may appear in a compact JWS: the base64url alphabet and the dots.
-fn is_compact_jws_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
+/// Whether `token` holds only the bytes a compact JWS may: the base64url alphabet and dots.
+fn is_compact_jws(token: &str) -> bool {
+    // In blocks, each folded without an early exit, so that the compiler can check many bytes
+    // at once (a token is a kilobyte, checked on every never-seen token).
+    token.as_bytes().chunks(32).all(|block| {
+        block.iter().fold(true, |ok, &b| {
+            ok & (b.is_ascii_alphanumeric() | (b == b'-') | (b == b'_') | (b == b'.'))
+        })
+    })
 }
 
 /// The header members cedargate reads (every other member is skipped, but counted for
@@ -707,5 +718,20 @@ mod tests {
         assert_eq!(parse_object(b""), Err(ObjectError::NotJson));
         // Nested objects keep serde_json's last-wins; only top-level names are security-relevant.
         assert!(parse_object(br#"{"a":{"b":1},"c":2}"#).is_ok());
+    }
+
+    #[test]
+    fn a_byte_outside_base64url_is_refused_wherever_it_falls() {
+        let good = jws(RS256, &format!("{{\"x\":\"{}\"}}", "a".repeat(90)));
+        assert!(is_compact_jws(&good));
+        for at in 0..good.len() {
+            for bad in [b'+', b'/', b'=', b' ', b'\t', 0x7f, b'\0'] {
+                let mut bytes = good.clone().into_bytes();
+                bytes[at] = bad;
+                let token = String::from_utf8(bytes).unwrap();
+                assert!(!is_compact_jws(&token), "{at} {bad}");
+            }
+        }
+        assert!(!is_compact_jws("abc\u{e9}"));
     }
 }
