@@ -131,12 +131,33 @@ struct CacheMemo {
     policy_misses: AtomicU64,
 }
 
+/// How much each cache may hold.
+#[derive(Debug, Clone, Copy)]
+struct Capacity {
+    claims: usize,
+    /// How many entries each memo is sized for up front (quick_cache shards by it).
+    memo_entries: usize,
+    decision_bytes: u64,
+    base_bytes: u64,
+    policy_bytes: u64,
+}
+
+impl Capacity {
+    const DEFAULT: Self = Self {
+        claims: CLAIMS_ENTRIES,
+        memo_entries: 10_000,
+        decision_bytes: DECISION_BYTES,
+        base_bytes: BASE_BYTES,
+        policy_bytes: POLICY_BYTES,
+    };
+}
+
 impl CacheMemo {
-    fn new() -> Self {
+    fn new(cap: Capacity) -> Self {
         Self {
-            decisions: Cache::with_weighter(10_000, DECISION_BYTES, Bytes),
-            bases: Cache::with_weighter(10_000, BASE_BYTES, Bytes),
-            policies: Cache::with_weighter(10_000, POLICY_BYTES, Bytes),
+            decisions: Cache::with_weighter(cap.memo_entries, cap.decision_bytes, Bytes),
+            bases: Cache::with_weighter(cap.memo_entries, cap.base_bytes, Bytes),
+            policies: Cache::with_weighter(cap.memo_entries, cap.policy_bytes, Bytes),
             decision_hits: AtomicU64::new(0),
             decision_misses: AtomicU64::new(0),
             base_hits: AtomicU64::new(0),
@@ -231,16 +252,26 @@ impl Authorizer {
         store: Arc<Store>,
         response: ResponseConfig,
     ) -> Self {
+        Self::with_capacity(jwt, verifier, store, response, Capacity::DEFAULT)
+    }
+
+    fn with_capacity(
+        jwt: &JwtConfig,
+        verifier: Verifier,
+        store: Arc<Store>,
+        response: ResponseConfig,
+        cap: Capacity,
+    ) -> Self {
         Self {
             verifier,
             store,
             response,
             max_token_bytes: jwt.max_token_bytes,
             leeway: jwt.leeway.as_secs(),
-            claims: Cache::new(CLAIMS_ENTRIES),
+            claims: Cache::new(cap.claims),
             claims_hits: AtomicU64::new(0),
             claims_misses: AtomicU64::new(0),
-            memo: CacheMemo::new(),
+            memo: CacheMemo::new(cap),
             warned: Mutex::new(HashSet::new()),
         }
     }
@@ -466,5 +497,140 @@ impl Authorizer {
             micros = started.elapsed().as_micros() as u64,
             "decision"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The caches under a flood: warm entries, used again by the callers that share them,
+    //! outlive a flood of one-off tokens and of requests varying a fact a policy reads.
+
+    use std::collections::BTreeMap;
+
+    use jsonwebtoken::Algorithm;
+    use serde_json::json;
+
+    use super::*;
+    use crate::bundle::{BundleFiles, Snapshot};
+    use crate::jwks::test_support::{cfg, jwk, jwks, mint, rsa};
+    use crate::jwks::KeyStore;
+
+    const SCHEMA: &str = r#"
+@claim("roles") entity Role;
+@claim("sub") entity User in [Role];
+entity Api;
+type Ctx = { sourceIp?: String };
+action "GET /a" appliesTo { principal: [User], resource: [Api], context: Ctx };
+action "GET /b" appliesTo { principal: [User], resource: [Api], context: Ctx };
+"#;
+    const POLICIES: &str = r#"
+permit (principal in Role::"reader", action == Action::"GET /a", resource);
+forbid (principal, action, resource) when { context has sourceIp && context.sourceIp == "203.0.113.66" };
+"#;
+
+    fn authorizer(cap: Capacity) -> Authorizer {
+        let files = BundleFiles {
+            files: BTreeMap::from([
+                ("schema/api.cedarschema".to_owned(), SCHEMA.to_owned()),
+                ("policies/p.cedar".to_owned(), POLICIES.to_owned()),
+            ]),
+        };
+        let (snapshot, _) = Snapshot::compile(files, "test").unwrap();
+        let keys = KeyStore::from_jwks_json(&jwks(&[jwk(
+            rsa(),
+            json!({"kid": "k1", "alg": "RS256", "use": "sig"}),
+        )]))
+        .unwrap();
+        let jwt = cfg(&[]);
+        let verifier = Verifier::new(&jwt, Arc::new(keys));
+        Authorizer::with_capacity(
+            &jwt,
+            verifier,
+            Arc::new(Store::fixed(snapshot)),
+            ResponseConfig::default(),
+            cap,
+        )
+    }
+
+    fn token(sub: &str) -> String {
+        mint(
+            rsa(),
+            Algorithm::RS256,
+            Some("k1"),
+            &json!({
+                "iss": "https://issuer.example/", "aud": "api", "sub": sub,
+                "exp": unix_now() + 3600, "roles": ["reader"],
+            }),
+        )
+    }
+
+    fn event(token: &str, ip: &str) -> String {
+        json!({
+            "type": "REQUEST",
+            "methodArn": "arn:aws:execute-api:us-east-1:123456789012:api1/prod/GET/a",
+            "headers": { "Authorization": format!("Bearer {token}") },
+            "requestContext": { "identity": { "sourceIp": ip } },
+        })
+        .to_string()
+    }
+
+    fn small() -> Capacity {
+        Capacity {
+            claims: 64,
+            memo_entries: 64,
+            decision_bytes: 16 << 10,
+            base_bytes: 16 << 10,
+            policy_bytes: 16 << 10,
+        }
+    }
+
+    #[tokio::test]
+    async fn cache_flood_of_distinct_tokens_keeps_the_tokens_in_use() {
+        let a = authorizer(small());
+        let warm: Vec<String> = (0..8).map(|i| token(&format!("warm{i}"))).collect();
+        for t in warm.iter().chain(&warm) {
+            a.handle_json(&event(t, "198.51.100.1")).await.unwrap();
+        }
+        // Five times the cache's capacity in tokens seen once each.
+        for i in 0..320 {
+            a.handle_json(&event(&token(&format!("flood{i}")), "198.51.100.1"))
+                .await
+                .unwrap();
+        }
+        let before = a.memo_stats();
+        assert!(before.claims_entries <= 64, "{before:?}");
+        for t in &warm {
+            a.handle_json(&event(t, "198.51.100.1")).await.unwrap();
+        }
+        let after = a.memo_stats();
+        assert_eq!(after.claims_misses, before.claims_misses, "{after:?}");
+        assert_eq!(after.claims_hits, before.claims_hits + 8, "{after:?}");
+    }
+
+    #[tokio::test]
+    async fn cache_flood_of_one_caller_varying_a_fact_keeps_the_decisions_in_use() {
+        let a = authorizer(small());
+        let t = token("alice");
+        // Two callers' facts in use: a reader from two addresses.
+        for _ in 0..2 {
+            for ip in ["198.51.100.1", "198.51.100.2"] {
+                a.handle_json(&event(&t, ip)).await.unwrap();
+            }
+        }
+        // The policies read `sourceIp`: each new address is a new set of facts.
+        for i in 0..1_000 {
+            let ip = format!("10.{}.{}.1", i / 250, i % 250);
+            a.handle_json(&event(&t, &ip)).await.unwrap();
+        }
+        let before = a.memo_stats();
+        assert!(before.decision_misses >= 1_000, "{before:?}");
+        // The flood did not fit: the memo evicted most of it.
+        assert!(before.decision_entries < 200, "{before:?}");
+        for ip in ["198.51.100.1", "198.51.100.2"] {
+            a.handle_json(&event(&t, ip)).await.unwrap();
+        }
+        let after = a.memo_stats();
+        assert_eq!(after.decision_misses, before.decision_misses, "{after:?}");
+        assert_eq!(after.decision_hits, before.decision_hits + 2, "{after:?}");
     }
 }

@@ -14,8 +14,9 @@
 mod common;
 
 use common::{
-    allows, arn, env_for, fixture, gateway_bundle, mint, resources, rest_token_event, v1_event,
-    v2_event, v2_uncached_event, ws_arn, ws_event, InvokePipe, GOLD_KEY, PLAN, ROLES, STANDARD_KEY,
+    allows, arn, env_for, fixture, gateway_bundle, mint, resources, rest_request_event,
+    rest_token_event, v1_event, v2_event, v2_uncached_event, ws_arn, ws_event, InvokePipe,
+    GOLD_KEY, PLAN, ROLES, STANDARD_KEY,
 };
 use serde_json::{json, Value};
 
@@ -296,4 +297,120 @@ fn usage_keys_come_from_claims_never_from_the_request() {
         None
     );
     let _ = std::fs::remove_dir_all(&bundle);
+}
+
+/// `cedargate invoke` on `input` (stdin): its output lines, parsed, and its log.
+fn invoke_stdin(env: &[(String, String)], input: &str) -> (Vec<Value>, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cedargate"))
+        .arg("invoke")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("CEDARGATE_LOG", "info")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    (lines, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn invoke_reads_documents_over_several_lines_and_answers_every_one() {
+    let bundle = gateway_bundle("stream");
+    let env = env_for(&bundle, &[]);
+    let first = rest_token_event(&reader(), "GET/pets");
+    let second = rest_request_event(&editor(), "POST/pets", "198.51.100.7");
+    let input = format!(
+        "{}\n\n   \n{}\nnot json at all\n{}\n{{\"type\": \"TOKEN\", \"authorizationToken\":",
+        // A document spread over many lines, as a pretty-printer writes it.
+        serde_json::to_string_pretty(&first).unwrap(),
+        second,
+        json!([1, 2, 3]),
+    );
+    let (lines, log) = invoke_stdin(&env, &input);
+    // One answer per document, in order; blank lines are no documents; the garbage line, the
+    // array and the unfinished last document are each refused as the Lambda refuses them.
+    assert_eq!(lines.len(), 5, "{lines:?}\n{log}");
+    assert!(
+        allows(&lines[0]["policyDocument"], &arn("prod", "GET/pets")),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        allows(&lines[1]["policyDocument"], &arn("prod", "POST/pets")),
+        "{}",
+        lines[1]
+    );
+    assert!(unauthorized(&lines[2]), "{}", lines[2]);
+    assert!(unauthorized(&lines[3]), "{}", lines[3]);
+    assert!(unauthorized(&lines[4]), "{}", lines[4]);
+    assert!(log.contains("the input ends inside a JSON event"), "{log}");
+}
+
+#[test]
+fn a_token_in_the_logs_and_a_valid_token_refused_through_one_bad_header_byte() {
+    // Security review finding: one header value that a strict parser refuses (a control
+    // character) used to refuse the whole event, and the parse error that was logged quoted
+    // the value: the whole JWT when it was the `Authorization` header.
+    let bundle = gateway_bundle("bad-header");
+    let mut pipe = InvokePipe::start(&env_for(&bundle, &[]));
+    let token = reader();
+    let signature = token.rsplit('.').next().unwrap().to_owned();
+
+    // An unrelated header with a control character: skipped, by name; the token counts.
+    for odd in ["a\u{1}b", "tab\tis fine but not\u{0}this", "del\u{7f}"] {
+        let mut ev = rest_request_event(&token, "GET/pets", "198.51.100.7");
+        ev["headers"]["X-Odd"] = odd.into();
+        ev["multiValueHeaders"]["X-Odd"] = json!([odd]);
+        let r = pipe.send(&ev);
+        assert!(
+            allows(&r["policyDocument"], &arn("prod", "GET/pets")),
+            "{r}"
+        );
+    }
+    assert!(pipe.logged("x-odd"), "the skipped header is named");
+
+    // The `Authorization` value itself with a control character: no token, so 401, and the
+    // value is in no log line.
+    let mut ev = rest_request_event(&token, "GET/pets", "198.51.100.7");
+    ev["headers"]["Authorization"] = format!("Bearer {token}\u{1}").into();
+    assert!(unauthorized(&pipe.send(&ev)));
+    // The same in every flavour that reads headers.
+    let mut v1 = v1_event(&token, "GET/pets", "GET /pets");
+    v1["headers"]["Authorization"] = format!("Bearer {token}\u{7f}").into();
+    v1["authorizationToken"] = Value::Null;
+    assert!(unauthorized(&pipe.send(&v1)));
+    let mut v2 = v2_uncached_event(&token, "GET/pets", "GET /pets");
+    v2["headers"]["authorization"] = format!("Bearer \u{1b}{token}").into();
+    assert!(unauthorized(&pipe.send(&v2)));
+    // A later good event still answers: nothing was lost.
+    let r = pipe.send(&rest_request_event(&token, "GET/pets", "198.51.100.7"));
+    assert!(
+        allows(&r["policyDocument"], &arn("prod", "GET/pets")),
+        "{r}"
+    );
+    assert!(
+        pipe.logged("`authorization`"),
+        "the skipped header is named"
+    );
+    let log = pipe.log.lock().unwrap().join("\n");
+    assert!(!log.contains(&signature), "a token reached the log:\n{log}");
+    assert!(!log.contains("eyJ"), "a token reached the log:\n{log}");
 }

@@ -3,6 +3,10 @@
 //! identity sources and WebSocket `$connect`, with real tokens, answered in the shape each
 //! flavour needs. One emulator, with `CEDARGATE_RESPONSE=simple`: payload 2.0 events get simple
 //! responses, and every other flavour — which cannot take one — still gets its IAM policy.
+//!
+//! And the same events through every way in to the one core: the Lambda runtime, a warm
+//! `cedargate invoke`, `cedargate explain --event --json` and `serve`'s `POST
+//! /_cedargate/invoke` answer each of them identically, `Unauthorized` included.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -13,10 +17,11 @@
 mod common;
 
 use common::{
-    allows, arn, env_for, fixture, gateway_bundle, mint, resources, rest_token_event, v1_event,
-    v2_event, v2_uncached_event, ws_arn, ws_event, LambdaEmulator, GOLD_KEY, PLAN, ROLES,
+    add_gateway_routes, allows, arn, env_for, fixture, gateway_bundle, mint, resources,
+    rest_request_event, rest_token_event, v1_event, v2_event, v2_uncached_event, workdir, ws_arn,
+    ws_event, InvokePipe, LambdaEmulator, Serve, GOLD_KEY, PLAN, ROLES,
 };
-use serde_json::json;
+use serde_json::{json, Value};
 
 #[test]
 fn every_flavour_through_the_lambda_runtime() {
@@ -96,4 +101,123 @@ fn every_flavour_through_the_lambda_runtime() {
     }
     drop(lambda);
     let _ = std::fs::remove_dir_all(&bundle);
+}
+
+/// `cedargate explain --event FILE --json` with `env`: its `response`, the Lambda's answer.
+fn explained(env: &[(String, String)], event: &Value, dir: &std::path::Path, n: usize) -> Value {
+    let file = dir.join(format!("event-{n}.json"));
+    std::fs::write(&file, event.to_string()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cedargate"))
+        .args(["explain", "--json", "--event"])
+        .arg(&file)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("CEDARGATE_LOG", "error")
+        .output()
+        .unwrap();
+    // 0: allowed, 2: denied or 401; anything else is a failure of the command itself.
+    assert!(
+        matches!(out.status.code(), Some(0 | 2)),
+        "explain failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "explain printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    doc["response"].clone()
+}
+
+#[test]
+fn every_way_in_gives_the_lambdas_answer_for_every_flavour() {
+    let bundle = gateway_bundle("agree");
+    let extra = [("CEDARGATE_RESPONSE", "simple")];
+    let env = env_for(&bundle, &extra);
+    let lambda = LambdaEmulator::start(&env);
+    let mut pipe = InvokePipe::start(&env);
+    // `serve` in its own copy of the same bundle, trusting the same issuer and keys.
+    let served = workdir("agree");
+    add_gateway_routes(&served);
+    let serve_env: Vec<(String, String)> = env_for(&served, &extra)
+        .into_iter()
+        .filter(|(k, _)| k != "CEDARGATE_POLICY_SOURCE")
+        .collect();
+    let serve_env: Vec<(&str, &str)> = serve_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let serve = Serve::start_in_env(served, &[], &serve_env);
+    let http = reqwest::blocking::Client::new();
+
+    let reader = mint(json!({ "sub": "auth0|rita", ROLES: ["reader"], PLAN: "gold" }));
+    let editor = mint(json!({ "sub": "auth0|eddie", ROLES: ["editor"] }));
+    let nobody = mint(json!({ "sub": "auth0|nobody", ROLES: [] }));
+    let expired =
+        mint(json!({ "sub": "auth0|old", ROLES: ["reader"], "exp": common::now() - 3600 }));
+    let mut events = Vec::new();
+    for token in [&reader, &editor, &nobody] {
+        events.extend([
+            rest_token_event(token, "GET/pets"),
+            rest_token_event(token, "DELETE/pets/7"),
+            rest_request_event(token, "GET/pets/42", "198.51.100.7"),
+            // The demo bundle forbids everything from this address.
+            rest_request_event(token, "GET/pets/42", "203.0.113.66"),
+            v1_event(token, "POST/pets", "POST /pets"),
+            v2_event(token, "GET/pets/42", "GET /pets/{petId}", true),
+            v2_event(token, "GET/pets", "GET /pets", false),
+            v2_uncached_event(token, "DELETE/pets/1", "DELETE /pets/{petId}"),
+            // The HTTP API catch-all route.
+            v2_event(token, "PATCH/anything/else", "$default", true),
+            ws_event(token),
+        ]);
+    }
+    events.extend([
+        rest_token_event(&expired, "GET/pets"),
+        rest_token_event(&format!("{reader}x"), "GET/pets"),
+        v2_event(&expired, "GET/pets", "GET /pets", true),
+        fixture("example-apigw-custom-auth-request-type-request.json"),
+        fixture("example-apigw-v2-custom-authorizer-v1-request.json"),
+        fixture("example-apigw-v2-custom-authorizer-v2-request.json"),
+        fixture("example-apigw-v2-custom-authorizer-websocket-request.json"),
+    ]);
+
+    let scratch = common::fresh_dir("agree-events");
+    let mut kinds = std::collections::BTreeSet::new();
+    for (n, event) in events.iter().enumerate() {
+        let from_lambda = match lambda.invoke(event) {
+            Ok(r) => r,
+            Err(e) => {
+                assert_eq!(e, "Unauthorized", "{event}");
+                json!({"error": "Unauthorized"})
+            }
+        };
+        let from_invoke = pipe.send(event);
+        let from_explain = explained(&env, event, &scratch, n);
+        let from_serve: Value = http
+            .post(serve.url("/_cedargate/invoke"))
+            .body(event.to_string())
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(from_invoke, from_lambda, "invoke vs Lambda for {event}");
+        assert_eq!(from_explain, from_lambda, "explain vs Lambda for {event}");
+        assert_eq!(from_serve, from_lambda, "serve vs Lambda for {event}");
+        kinds.insert(if from_lambda.get("error").is_some() {
+            "unauthorized"
+        } else if from_lambda.get("isAuthorized").is_some() {
+            "simple"
+        } else {
+            "policy"
+        });
+    }
+    // Every kind of answer was compared.
+    assert_eq!(
+        kinds.into_iter().collect::<Vec<_>>(),
+        ["policy", "simple", "unauthorized"]
+    );
+    drop(lambda);
+    let _ = std::fs::remove_dir_all(&bundle);
+    let _ = std::fs::remove_dir_all(&scratch);
 }

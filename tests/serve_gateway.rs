@@ -551,6 +551,73 @@ async fn development_endpoints_and_loopback_rules() {
     }
 }
 
+#[tokio::test]
+async fn the_development_endpoints_answer_any_web_page() {
+    // Security review finding: `/status`, `/_cedargate/config` and `/_cedargate/routes` sent
+    // `Access-Control-Allow-Origin: *`, so any page the developer visited could read bundle
+    // paths, the upstream URL, the issuer and the last policy error.
+    let s = Serve::start("same-origin", &[], &[]);
+    let own = format!("http://127.0.0.1:{}", s.port);
+    let event = json!({"type": "TOKEN", "authorizationToken": "Bearer x",
+        "methodArn": "arn:aws:execute-api:us-east-1:123456789012:api/prod/GET/pets"});
+    for path in [
+        "/status",
+        "/_cedargate/config",
+        "/_cedargate/routes",
+        "/_cedargate/invoke",
+    ] {
+        let request = |origin: Option<&str>| {
+            let r = if path.ends_with("invoke") {
+                s.http.post(s.url(path)).body(event.to_string())
+            } else {
+                s.http.get(s.url(path))
+            };
+            match origin {
+                Some(o) => r.header("origin", o),
+                None => r,
+            }
+        };
+        // Another page's request is refused, and nothing in the answer lets it read it.
+        for origin in [
+            "http://evil.example",
+            "null",
+            "http://127.0.0.1:1",
+            "https://127.0.0.1",
+        ] {
+            let res = request(Some(origin)).send().await.unwrap();
+            assert_eq!(res.status(), 403, "{path} from {origin}");
+            assert!(
+                res.headers().get("access-control-allow-origin").is_none(),
+                "{path}"
+            );
+        }
+        // Its own pages, and tools that send no `Origin`, are answered, without CORS headers.
+        for origin in [None, Some(own.as_str())] {
+            let res = request(origin).send().await.unwrap();
+            assert_eq!(res.status(), 200, "{path} from {origin:?}");
+            assert!(
+                res.headers().get("access-control-allow-origin").is_none(),
+                "{path}"
+            );
+            assert_eq!(
+                res.headers()["cross-origin-resource-policy"],
+                "same-origin",
+                "{path}"
+            );
+        }
+    }
+    // The API itself keeps the CORS the demo API configures.
+    let res = s
+        .http
+        .get(s.url("/prod/pets"))
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(res.headers()["access-control-allow-origin"], "*");
+}
+
 /// With `CEDARGATE_ISSUER` set, serve uses the normal configuration and no development issuer:
 /// here a second serve trusts the first one's issuer through `CEDARGATE_JWKS_FILE`.
 #[tokio::test]

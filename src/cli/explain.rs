@@ -46,7 +46,8 @@ use crate::token::{parse_object, UnverifiedJwt};
 /// route of most APIs, so the explanation covers every route without singling one out.
 pub const DEFAULT_ARN: &str = "arn:aws:execute-api:us-east-1:123456789012:api/prod/GET/";
 
-/// Tokens larger than this are refused before decoding, as the authorizer's default does.
+/// Tokens larger than this are refused before decoding when no configuration says otherwise
+/// (the authorizer's default).
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, clap::Args)]
@@ -173,7 +174,15 @@ fn token_claims(raw: &str, unverified: bool) -> Result<(VerifiedClaims, ClaimsOr
                 .to_owned(),
         ));
     }
-    let token = UnverifiedJwt::parse(raw.trim(), MAX_TOKEN_BYTES)
+    // The authorizer's own settings when it is configured, its size cap included (a token
+    // the Lambda refuses as too large must not be explained as accepted).
+    let cfg = if unverified {
+        None
+    } else {
+        Some(JwtConfig::from_env(&ProcessEnv).map_err(|e| Failure::Error(e.to_string()))?)
+    };
+    let max_bytes = cfg.as_ref().map_or(MAX_TOKEN_BYTES, |c| c.max_token_bytes);
+    let token = UnverifiedJwt::parse(raw.trim(), max_bytes)
         .map_err(|e| Failure::Unauthorized(format!("the token is refused: {e}")))?;
     let fingerprint = Some(token.fingerprint());
     if unverified {
@@ -191,7 +200,9 @@ fn token_claims(raw: &str, unverified: bool) -> Result<(VerifiedClaims, ClaimsOr
         };
         return Ok((claims, origin));
     }
-    let cfg = JwtConfig::from_env(&ProcessEnv).map_err(|e| Failure::Error(e.to_string()))?;
+    let Some(cfg) = cfg else {
+        return Err(Failure::Error("no configuration to verify with".to_owned()));
+    };
     let rt = super::runtime()
         .map_err(|e| Failure::Error(format!("cannot start the async runtime: {e}")))?;
     let claims = rt.block_on(async {

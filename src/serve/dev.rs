@@ -248,6 +248,7 @@ pub fn status(app: &App) -> Reply {
                 "cacheEntries": g.cache_entries(),
                 "cacheTtlSeconds": g.ttl().as_secs(),
                 "flushOnReload": app.flush_on_reload,
+                "memo": g.authorizer().memo_stats(),
             },
             "issuer": app.issuer_url(),
             "developmentIssuer": app.issuer.is_some(),

@@ -144,6 +144,23 @@ impl App {
         }
     }
 
+    /// Whether a request comes from this server's own pages: no `Origin` (not a cross-origin
+    /// fetch: curl, scripts, a top-level navigation) or exactly this server's origin.
+    fn own_origin(&self, req: &Request<Incoming>) -> bool {
+        let Some(origin) = req.headers().get(hyper::header::ORIGIN) else {
+            return true;
+        };
+        let port = self.port.to_string();
+        let Some(host) = origin.to_str().ok().and_then(|o| o.strip_prefix("http://")) else {
+            return false;
+        };
+        match host.rsplit_once(':') {
+            Some((name, p)) => p == port && matches!(name, "127.0.0.1" | "localhost"),
+            // Browsers leave out the default port.
+            None => self.port == 80 && matches!(host, "127.0.0.1" | "localhost"),
+        }
+    }
+
     async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: std::net::IpAddr) -> Reply {
         if !self.host_ok(&req) {
             return http::reply(
@@ -160,7 +177,17 @@ impl App {
         let query = req.uri().query().map(str::to_owned);
         let stage_prefix = format!("/{}", self.gateway.stage);
 
-        // Development endpoints: same origin only (the demo page is served from here).
+        // Development endpoints: same origin only (the demo page is served from here). A
+        // request another page sends is refused before it runs, not only left unreadable
+        // (`POST /_cedargate/invoke` is a request a page can send without a preflight).
+        let dev_endpoint = path == "/status" || path.starts_with("/_cedargate/");
+        if dev_endpoint && !self.own_origin(&req) {
+            return http::same_origin(http::reply(
+                StatusCode::FORBIDDEN,
+                "text/plain; charset=utf-8",
+                "the development endpoints answer pages of this server only\n",
+            ));
+        }
         if path == "/status" {
             return http::same_origin(dev::status(&self));
         }

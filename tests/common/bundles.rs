@@ -38,6 +38,13 @@ pub fn workdir(name: &str) -> PathBuf {
 /// catch-all), in a temporary directory.
 pub fn gateway_bundle(name: &str) -> PathBuf {
     let dir = bundle_copy(name);
+    add_gateway_routes(&dir);
+    dir
+}
+
+/// Writes the routes and policies of [`gateway_bundle`] into a copy of the demo bundle (for
+/// one made by [`workdir`], to be served).
+pub fn add_gateway_routes(dir: &Path) {
     std::fs::write(
         dir.join("schema/gateway.cedarschema"),
         "// The WebSocket connect route and the HTTP API catch-all route.\n\
@@ -53,7 +60,6 @@ pub fn gateway_bundle(name: &str) -> PathBuf {
          permit (principal in Role::\"editor\", action == Action::\"$default\", resource);\n",
     )
     .unwrap();
-    dir
 }
 
 /// `cedargate publish` of a bundle directory; returns the printed JSON (or the exit code).

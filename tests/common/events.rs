@@ -1,7 +1,7 @@
 //! API Gateway authorizer events: a minimal REST TOKEN event for the demo API (`demoapi`,
 //! stage `prod`), and the AWS sample events (`../shared/fixtures/aws-events`) of API
-//! `abcdef123` with real tokens put in where API Gateway puts them — REST TOKEN, HTTP API
-//! payload 1.0 and 2.0 (with and without identity sources), WebSocket `$connect`.
+//! `abcdef123` with real tokens put in where API Gateway puts them — REST TOKEN and REQUEST,
+//! HTTP API payload 1.0 and 2.0 (with and without identity sources), WebSocket `$connect`.
 
 use serde_json::{json, Value};
 
@@ -34,6 +34,18 @@ pub fn rest_token_event(token: &str, resource: &str) -> Value {
     let mut ev = fixture("example-apigw-custom-auth-request.json");
     ev["authorizationToken"] = format!("Bearer {token}").into();
     ev["methodArn"] = arn("prod", resource).into();
+    ev
+}
+
+/// The REST REQUEST sample with a real token in its `Authorization` header, on the `prod`
+/// stage, from `source_ip`.
+pub fn rest_request_event(token: &str, resource: &str, source_ip: &str) -> Value {
+    let mut ev = fixture("example-apigw-custom-auth-request-type-request.json");
+    let bearer = format!("Bearer {token}");
+    ev["headers"]["Authorization"] = bearer.clone().into();
+    ev["multiValueHeaders"]["Authorization"] = json!([bearer]);
+    ev["methodArn"] = arn("prod", resource).into();
+    ev["requestContext"]["identity"]["sourceIp"] = source_ip.into();
     ev
 }
 
