@@ -414,3 +414,45 @@ fn a_token_in_the_logs_and_a_valid_token_refused_through_one_bad_header_byte() {
     assert!(!log.contains(&signature), "a token reached the log:\n{log}");
     assert!(!log.contains("eyJ"), "a token reached the log:\n{log}");
 }
+
+#[test]
+fn a_policy_reading_a_fact_the_cache_key_lacks_is_logged_once_per_bundle() {
+    // The demo bundle forbids one source address (`policies/guardrails.cedar`).
+    let bundle = gateway_bundle("unkeyed");
+    let mut pipe = InvokePipe::start(&env_for(&bundle, &[]));
+    let count = |pipe: &InvokePipe, needle: &str| {
+        pipe.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    };
+    // Every line an event logs is read once its decision line is.
+    let settle = |pipe: &InvokePipe, decisions: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while count(pipe, r#""decision""#) < decisions && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(count(pipe, r#""decision""#), decisions);
+    };
+    // TOKEN events carry no address: the policy can never see one.
+    for _ in 0..3 {
+        pipe.send(&rest_token_event(&reader(), "GET/pets"));
+    }
+    settle(&pipe, 3);
+    assert_eq!(count(&pipe, "fact_not_in_cache_key"), 1);
+    assert!(pipe.logged("TOKEN events do not carry it"));
+    // An HTTP API cache keyed on the header alone reuses an answer across addresses.
+    for _ in 0..3 {
+        pipe.send(&v2_event(&reader(), "GET/pets", "GET /pets", true));
+    }
+    settle(&pipe, 6);
+    assert!(pipe.logged("not among the authorizer's identity sources"));
+    assert_eq!(count(&pipe, "fact_not_in_cache_key"), 2);
+    // A REST REQUEST event does not show its identity sources (`validate` checks the
+    // template): nothing to say.
+    pipe.send(&rest_request_event(&reader(), "GET/pets", "198.51.100.7"));
+    settle(&pipe, 7);
+    assert_eq!(count(&pipe, "fact_not_in_cache_key"), 2);
+}
