@@ -92,7 +92,7 @@ pub struct BaseKeyRef<'a> {
 }
 
 impl BaseKeyRef<'_> {
-    pub fn to_owned_key(&self) -> BaseKey {
+    pub fn to_owned_key(self) -> BaseKey {
         BaseKey {
             bundle: self.bundle,
             allowed: self.allowed.into(),
@@ -244,7 +244,6 @@ pub struct Outcome<'s> {
     /// Whether `decisions` were computed by this call (not handed back by the memo).
     pub computed: bool,
     /// The route the request's resource reaches, when the table has one.
-    pub route: Option<RouteId>,
     pub route_name: Option<&'s str>,
     /// The requested route's decision, as answered.
     pub allowed: bool,
@@ -285,7 +284,6 @@ pub fn authorize<'s>(
             facts: None,
             decisions: None,
             computed: false,
-            route: None,
             route_name: None,
             allowed: false,
             answer,
@@ -422,7 +420,6 @@ pub fn authorize<'s>(
         facts: Some(facts),
         decisions: Some(decisions),
         computed,
-        route: target,
         route_name: target_route.map(|r| r.name.as_str()),
         allowed,
         answer,

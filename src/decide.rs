@@ -19,7 +19,6 @@
 //! Invariants: pure (no I/O); the same inputs give the same decisions.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 use cedar_policy::{
     ActionConstraint, Authorizer, Context, Decision, Effect, Entities, EntityTypeName, EntityUid,
@@ -311,6 +310,3 @@ pub fn decide(
     }
     Ok(Decisions { routes })
 }
-
-/// Shared, immutable decisions.
-pub type SharedDecisions = Arc<Decisions>;

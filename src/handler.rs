@@ -280,11 +280,6 @@ impl Authorizer {
         &self.store
     }
 
-    /// The response settings in use.
-    pub fn response_config(&self) -> &ResponseConfig {
-        &self.response
-    }
-
     /// How often the caches answered so far.
     pub fn memo_stats(&self) -> MemoStats {
         let m = &self.memo;

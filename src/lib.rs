@@ -7,39 +7,39 @@
 //! pure; only `jwks`, `store` and the `handler` around the core do I/O.
 
 pub mod config;
-pub mod time;
-pub mod text;
-pub mod pem;
+mod time;
+mod text;
+mod pem;
 
-pub mod event;
+mod event;
 pub mod arn;
 pub mod token;
 pub mod jwks;
 pub mod claims;
 pub mod routes;
-pub mod facts;
-pub mod entities;
-pub mod decide;
+mod facts;
+mod entities;
+mod decide;
 pub mod iam;
-pub mod response;
-pub mod authorize;
-pub mod handler;
+mod response;
+mod authorize;
+mod handler;
 
 pub mod bundle;
-pub mod store;
+mod store;
 
-pub mod explain;
-pub mod policy_tests;
+mod explain;
+mod policy_tests;
 pub mod template;
 
-pub mod serve;
+mod serve;
 
 pub mod cli;
 
 use std::sync::Arc;
 
 /// Builds the authorizer from configuration: key store, verifier, policy store.
-pub async fn build_authorizer(config: &config::Config) -> Result<handler::Authorizer, String> {
+pub(crate) async fn build_authorizer(config: &config::Config) -> Result<handler::Authorizer, String> {
     for name in
         config::unknown_variables(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()))
     {

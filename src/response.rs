@@ -34,6 +34,7 @@ impl Context {
         self.0.is_empty()
     }
     /// A value by name.
+    #[cfg(test)]
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v)
     }

@@ -48,7 +48,9 @@ pub const DEFAULT_STAGE: &str = "prod";
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
+    /// For readers of the file: accepted, never used.
     #[serde(default)]
+    #[allow(dead_code)]
     description: Option<String>,
     #[serde(default)]
     principals: Pairs<Spanned<String>, Spanned<Value>>,
@@ -312,8 +314,6 @@ impl Case {
 #[derive(Debug, Clone)]
 pub struct Suite {
     pub file: String,
-    /// The file's `description`, for readers of the file and of reports.
-    pub description: Option<String>,
     pub cases: Vec<Case>,
 }
 
@@ -505,7 +505,6 @@ fn resolve(file: &str, raw: RawFile, catalog: Catalog<'_>, errors: &mut Errors<'
     }
     Suite {
         file: file.to_owned(),
-        description: raw.description,
         cases,
     }
 }

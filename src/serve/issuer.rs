@@ -157,6 +157,7 @@ impl DevKey {
         Some(Self { pair, kid, jwk })
     }
 
+    #[cfg(test)]
     pub fn kid(&self) -> &str {
         &self.kid
     }
@@ -272,15 +273,12 @@ impl DevIssuer {
         &self.url
     }
 
-    pub fn audience(&self) -> &str {
-        &self.audience
-    }
-
     pub fn jwks(&self) -> Value {
         self.key.jwks()
     }
 
     /// An access token for `user`, as the token endpoint would issue it.
+    #[cfg(test)]
     pub fn mint(
         &self,
         user: &DemoUser,

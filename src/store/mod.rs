@@ -92,7 +92,8 @@ impl Store {
         }
     }
 
-    /// A store holding a fixed snapshot (tests, tools).
+    /// A store holding a fixed snapshot.
+    #[cfg(test)]
     pub fn fixed(snapshot: Snapshot) -> Self {
         let store = Store::new(&PolicyConfig {
             source: PolicySource::Dir(".".into()),
