@@ -39,7 +39,9 @@ pub mod cli;
 use std::sync::Arc;
 
 /// Builds the authorizer from configuration: key store, verifier, policy store.
-pub(crate) async fn build_authorizer(config: &config::Config) -> Result<handler::Authorizer, String> {
+pub(crate) async fn build_authorizer(
+    config: &config::Config,
+) -> Result<handler::Authorizer, String> {
     for name in
         config::unknown_variables(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()))
     {

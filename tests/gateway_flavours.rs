@@ -14,9 +14,9 @@
 mod common;
 
 use common::{
-    allows, arn, env_for, fixture, gateway_bundle, mint, resources, rest_request_event,
-    rest_token_event, v1_event, v2_event, v2_uncached_event, ws_arn, ws_event, InvokePipe,
-    GOLD_KEY, PLAN, ROLES, STANDARD_KEY,
+    allows, arn, env_for, fixture, gateway_bundle, mint, output_with_stdin, resources,
+    rest_request_event, rest_token_event, v1_event, v2_event, v2_uncached_event, ws_arn, ws_event,
+    InvokePipe, GOLD_KEY, PLAN, ROLES, STANDARD_KEY,
 };
 use serde_json::{json, Value};
 
@@ -301,23 +301,13 @@ fn usage_keys_come_from_claims_never_from_the_request() {
 
 /// `cedargate invoke` on `input` (stdin): its output lines, parsed, and its log.
 fn invoke_stdin(env: &[(String, String)], input: &str) -> (Vec<Value>, String) {
-    use std::io::Write;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cedargate"))
-        .arg("invoke")
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("CEDARGATE_LOG", "info")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_stdin(
+        std::process::Command::new(env!("CARGO_BIN_EXE_cedargate"))
+            .arg("invoke")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("CEDARGATE_LOG", "info"),
+        input.as_bytes(),
+    );
     assert!(
         out.status.success(),
         "{}",

@@ -27,7 +27,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{copy_dir, fresh_dir, repo, shared};
+use common::{copy_dir, fresh_dir, output_with_stdin, repo, shared};
 
 const CEDAR_VERSION: &str = "4.14.1";
 
@@ -147,21 +147,12 @@ fn stock_validate(bundle: &Path) -> (bool, String) {
     )
     .unwrap();
     let policies = concatenated(&files_under(&bundle.join("policies"), ".cedar"));
-    let mut child = Command::new(cedar)
-        .args(["validate", "--schema"])
-        .arg(&schema)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(policies.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_stdin(
+        Command::new(cedar)
+            .args(["validate", "--schema"])
+            .arg(&schema),
+        policies.as_bytes(),
+    );
     (out.status.success(), text(&out))
 }
 

@@ -25,6 +25,19 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Runs `cmd` to its end with `input` on its stdin; its output and status.
+pub fn output_with_stdin(cmd: &mut Command, input: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// Waits until something accepts connections on `127.0.0.1:PORT`; panics after `within`.
 pub fn wait_for_port(port: u16, within: Duration) {
     let end = Instant::now() + within;
