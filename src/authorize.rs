@@ -317,7 +317,7 @@ pub fn authorize<'s>(
     let routes = snapshot.routes();
     let target = routes.route_resource(&req.arn.resource);
     let target_route = target.and_then(|r| routes.get(r));
-    let decided = target.is_some_and(|r| decisions.routes.get(r).is_some_and(|d| d.allowed));
+    let decided = target.is_some_and(|r| decisions.is_allowed(r));
     let drift = route_drift(req, target_route);
     if let Some(key) = drift {
         notes.push(Note::RouteMismatch {
@@ -326,12 +326,10 @@ pub fn authorize<'s>(
     }
     if computed {
         let errors: Vec<(String, String)> = decisions
-            .routes
-            .iter()
-            .enumerate()
-            .flat_map(|(r, d)| {
+            .errors()
+            .map(|(r, e)| {
                 let name = routes.get(r).map_or("-", |r| r.name.as_str());
-                d.errors.iter().map(move |e| (name.to_owned(), e.clone()))
+                (name.to_owned(), e.to_owned())
             })
             .collect();
         if !errors.is_empty() {
@@ -371,7 +369,7 @@ pub fn authorize<'s>(
         let bits = decisions.allowed_bits();
         let key = BaseKeyRef {
             bundle,
-            allowed: &bits,
+            allowed: bits,
             prefix: req.arn.prefix(),
         };
         let base = memo.base(&key, &mut || {
@@ -861,12 +859,12 @@ action "GET /p/{id}" appliesTo { principal: [User], resource: [Api], context: Ct
     /// Each route's decision and reasons.
     type Verdicts = Vec<(bool, Vec<String>)>;
 
-    fn decisions(o: &Outcome) -> Verdicts {
+    fn decisions(s: &Snapshot, o: &Outcome) -> Verdicts {
         o.decisions
             .as_ref()
             .unwrap()
-            .routes
-            .iter()
+            .routes(s.index())
+            .into_iter()
             .map(|d| {
                 (
                     d.allowed,
@@ -894,8 +892,8 @@ action "GET /p/{id}" appliesTo { principal: [User], resource: [Api], context: Ct
                 let memoized = authorize(Some(&s), &input, &settings, Detail::Explain, &memo).unwrap();
                 let fresh = authorize(Some(&s), &input, &settings, Detail::Explain, &NoMemo).unwrap();
                 let truth = oracle(&s, &claims, &req);
-                prop_assert_eq!(&decisions(&memoized), &truth, "memo vs Cedar for {:?}", caller);
-                prop_assert_eq!(&decisions(&fresh), &truth, "fresh vs Cedar for {:?}", caller);
+                prop_assert_eq!(&decisions(&s, &memoized), &truth, "memo vs Cedar for {:?}", caller);
+                prop_assert_eq!(&decisions(&s, &fresh), &truth, "fresh vs Cedar for {:?}", caller);
                 prop_assert_eq!(memoized.response.to_value(), fresh.response.to_value());
                 // Equal facts, equal decisions.
                 let facts = memoized.facts.clone().unwrap();

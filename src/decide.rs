@@ -186,39 +186,82 @@ pub struct CallerRequest {
     pub entities: Entities,
 }
 
-/// The decision for one route.
+/// The decision for one route, with the policies that made it (for tools: `explain`, `test`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteDecision {
     pub allowed: bool,
     /// The policies that determined the decision (satisfied permits for Allow, satisfied
-    /// forbids for an explicit Deny; empty for a default Deny).
+    /// forbids for an explicit Deny; empty for a default Deny), in the index's order (by id).
     pub reasons: Vec<PolicyId>,
     /// Policies that failed to evaluate (ignored by Cedar for the decision).
     pub errors: Vec<String>,
 }
 
-/// The decision for every route, in route order.
+/// The decision for every route. Compact, since it is memoized: one bit per route, each
+/// determining policy as its position in the [`PolicyIndex`], and the errors of the routes
+/// that have any (most routes of a large API are denied by default for a given caller).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decisions {
-    pub routes: Vec<RouteDecision>,
+    routes: usize,
+    /// Route `r` is bit `r % 64` of word `r / 64`.
+    allowed: Box<[u64]>,
+    /// `(route, policy)`, sorted: the policies that determined each route's decision.
+    reasons: Box<[(u32, u32)]>,
+    /// `(route, error)`, in route order.
+    errors: Box<[(u32, Box<str>)]>,
 }
 
 impl Decisions {
+    /// Whether route `r` is allowed (`false` for a route that does not exist).
+    pub fn is_allowed(&self, r: RouteId) -> bool {
+        self.allowed
+            .get(r / 64)
+            .is_some_and(|w| w & (1 << (r % 64)) != 0)
+    }
+
     pub fn allowed(&self) -> Vec<bool> {
-        self.routes.iter().map(|d| d.allowed).collect()
+        (0..self.routes).map(|r| self.is_allowed(r)).collect()
     }
 
     /// The decision of every route, one bit each (route `r` is bit `r % 64` of word `r / 64`).
-    pub fn allowed_bits(&self) -> Box<[u64]> {
-        let mut words = vec![0u64; self.routes.len().div_ceil(64)];
-        for (i, d) in self.routes.iter().enumerate() {
-            if d.allowed {
-                if let Some(w) = words.get_mut(i / 64) {
-                    *w |= 1 << (i % 64);
-                }
+    pub fn allowed_bits(&self) -> &[u64] {
+        &self.allowed
+    }
+
+    /// Policies that failed to evaluate, by route.
+    pub fn errors(&self) -> impl Iterator<Item = (RouteId, &str)> {
+        self.errors.iter().map(|(r, e)| (*r as RouteId, &**e))
+    }
+
+    /// Every route's decision, in route order, with its policies named through `index` (the
+    /// index that made these decisions).
+    pub fn routes(&self, index: &PolicyIndex) -> Vec<RouteDecision> {
+        let mut out: Vec<RouteDecision> = (0..self.routes)
+            .map(|r| RouteDecision {
+                allowed: self.is_allowed(r),
+                reasons: Vec::new(),
+                errors: Vec::new(),
+            })
+            .collect();
+        for (r, at) in self.reasons.iter() {
+            let policy = index.policies.get(*at as usize);
+            if let (Some(d), Some(p)) = (out.get_mut(*r as usize), policy) {
+                d.reasons.push(p.policy.id().clone());
             }
         }
-        words.into_boxed_slice()
+        for (r, e) in self.errors.iter() {
+            if let Some(d) = out.get_mut(*r as usize) {
+                d.errors.push(e.to_string());
+            }
+        }
+        out
+    }
+
+    /// Roughly how many bytes this holds (for bounded caches).
+    pub fn weight(&self) -> usize {
+        96 + self.allowed.len() * 8
+            + self.reasons.len() * 8
+            + self.errors.iter().map(|(_, e)| e.len() + 40).sum::<usize>()
     }
 }
 
@@ -244,14 +287,10 @@ pub fn decide(
 ) -> Result<Decisions, DecideError> {
     let authorizer = Authorizer::new();
     let candidates = index.candidates(&req.principal, &req.ancestors);
-    let mut routes: Vec<RouteDecision> = vec![
-        RouteDecision {
-            allowed: false,
-            reasons: Vec::new(),
-            errors: Vec::new()
-        };
-        index.route_count()
-    ];
+    let routes = index.route_count();
+    let mut allowed = vec![0u64; routes.div_ceil(64)];
+    let mut reasons: Vec<(u32, u32)> = Vec::new();
+    let mut errors: Vec<(u32, Box<str>)> = Vec::new();
     let mut start = 0;
     while start < candidates.len() {
         let Some((route, _)) = candidates.get(start).copied() else {
@@ -292,21 +331,40 @@ pub fn decide(
         )
         .map_err(|e| DecideError(e.to_string()))?;
         let response = authorizer.is_authorized(&request, &set, &req.entities);
-        if let Some(slot) = routes.get_mut(route) {
-            *slot = RouteDecision {
-                allowed: response.decision() == Decision::Allow,
-                reasons: {
-                    let mut r: Vec<PolicyId> = response.diagnostics().reason().cloned().collect();
-                    r.sort_by_key(ToString::to_string);
-                    r
-                },
-                errors: response
-                    .diagnostics()
-                    .errors()
-                    .map(ToString::to_string)
-                    .collect(),
-            };
+        let Ok(route_no) = u32::try_from(route) else {
+            continue;
+        };
+        if response.decision() == Decision::Allow {
+            if let Some(w) = allowed.get_mut(route / 64) {
+                *w |= 1 << (route % 64);
+            }
         }
+        // Each determining policy by its place in the index: it is one of this route's
+        // candidates.
+        for id in response.diagnostics().reason() {
+            let at = group.iter().map(|(_, at)| *at).find(|at| {
+                index
+                    .policies
+                    .get(*at as usize)
+                    .is_some_and(|p| p.policy.id() == id)
+            });
+            if let Some(at) = at {
+                reasons.push((route_no, at));
+            }
+        }
+        errors.extend(
+            response
+                .diagnostics()
+                .errors()
+                .map(|e| (route_no, e.to_string().into_boxed_str())),
+        );
     }
-    Ok(Decisions { routes })
+    // By route, and within a route in the index's order (by policy id).
+    reasons.sort_unstable();
+    Ok(Decisions {
+        routes,
+        allowed: allowed.into(),
+        reasons: reasons.into(),
+        errors: errors.into(),
+    })
 }

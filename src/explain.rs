@@ -92,19 +92,19 @@ pub fn explain(
             .routes()
             .routes()
             .iter()
-            .zip(&d.routes)
+            .zip(d.routes(snapshot.index()))
             .map(|(route, d)| RouteExplanation {
                 route: route.name.clone(),
                 allowed: d.allowed,
                 reasons: d.reasons.iter().map(ToString::to_string).collect(),
-                errors: d.errors.clone(),
+                errors: d.errors,
             })
             .collect(),
         None => Vec::new(),
     };
     let (policy, inexact) = match &outcome.answer {
         Answer::Policy(policy) => (
-            Some(policy.document.clone()),
+            Some(policy.document(&input.request.arn)),
             policy
                 .shape
                 .inexact

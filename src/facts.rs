@@ -369,7 +369,41 @@ pub enum ClaimError {
     Entity(String),
 }
 
+impl FactValue {
+    /// Roughly how many bytes this holds (for bounded caches).
+    fn weight(&self) -> usize {
+        32 + match self {
+            Self::String(s) | Self::Ip(s) => s.len(),
+            Self::Long(_) | Self::Bool(_) | Self::Datetime(_) => 0,
+            Self::Entity { r#type, id } => r#type.len() + id.len(),
+            Self::Set(items) => items.iter().map(Self::weight).sum(),
+            Self::Record(fields) => fields.iter().map(|(k, v)| 48 + k.len() + v.weight()).sum(),
+        }
+    }
+}
+
 impl Facts {
+    /// Roughly how many bytes this holds (for bounded caches).
+    pub fn weight(&self) -> usize {
+        let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        let attrs = |m: &BTreeMap<String, FactValue>| {
+            m.iter()
+                .map(|(k, v)| 48 + k.len() + v.weight())
+                .sum::<usize>()
+        };
+        160 + text(&self.issuer)
+            + text(&self.principal_id)
+            + text(&self.api_id)
+            + self
+                .parents
+                .iter()
+                .map(|p| 64 + p.r#type.len() + p.id.len())
+                .sum::<usize>()
+            + attrs(&self.principal_attrs)
+            + attrs(&self.resource_attrs)
+            + attrs(&self.context)
+    }
+
     /// The facts of one request: the claims through the schema's mapping, the request's
     /// context, the ARN's resource attributes, each kept only when `reads` says a policy reads
     /// it. `now` stands in for the request time when the event does not carry one.

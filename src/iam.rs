@@ -1055,27 +1055,27 @@ impl PolicyDocument {
     }
 }
 
-/// A policy ready to send: its shape, its document and the document's JSON, written once. A
-/// memoized policy is shared by every response that carries it, so each of those responses
-/// copies the JSON instead of building and writing the document again.
+/// A policy ready to send: its shape and its document's JSON, written once. A memoized policy
+/// is shared by every response that carries it, so each of those responses copies the JSON
+/// instead of building and writing the document again.
 #[derive(Debug)]
 pub struct Policy {
     pub shape: Shape,
-    pub document: PolicyDocument,
-    /// `None` only if the document could not be written, which serde_json cannot fail at
-    /// for these types; the document is then written as it is.
-    json: Option<Box<serde_json::value::RawValue>>,
+    /// The document as JSON; or the document itself, in the one case serde_json could not
+    /// write it (which it cannot fail at for these types).
+    json: Result<Box<serde_json::value::RawValue>, PolicyDocument>,
 }
 
 impl Policy {
     pub fn new(shape: Shape, arn: &MethodArn) -> Self {
         let document = PolicyDocument::from_shape(&shape, arn);
-        let json = serde_json::value::to_raw_value(&document).ok();
-        Self {
-            shape,
-            document,
-            json,
-        }
+        let json = serde_json::value::to_raw_value(&document).map_err(|_| document);
+        Self { shape, json }
+    }
+
+    /// The document, for `arn` (the ARN the policy was made for).
+    pub fn document(&self, arn: &MethodArn) -> PolicyDocument {
+        PolicyDocument::from_shape(&self.shape, arn)
     }
 
     /// Roughly how many bytes this holds (for bounded caches).
@@ -1087,13 +1087,10 @@ impl Policy {
             + texts(&shape.allow_exact)
             + texts(&shape.deny_exact)
             + shape.inexact.len() * 8
-            + self
-                .document
-                .statement
-                .iter()
-                .map(|s| texts(&s.resource) + 64)
-                .sum::<usize>()
-            + self.json.as_ref().map_or(0, |j| j.get().len())
+            + self.json.as_ref().map_or_else(
+                |d| d.statement.iter().map(|s| texts(&s.resource) + 64).sum(),
+                |j| j.get().len(),
+            )
             + 160
     }
 }
@@ -1101,8 +1098,8 @@ impl Policy {
 impl Serialize for Policy {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match &self.json {
-            Some(json) => json.serialize(s),
-            None => self.document.serialize(s),
+            Ok(json) => json.serialize(s),
+            Err(document) => document.serialize(s),
         }
     }
 }

@@ -174,12 +174,12 @@ pub fn run_case(snapshot: &Snapshot, case: &Case) -> (CaseResult, Option<Vec<Act
         );
     };
     let actual: Vec<Actual> = decisions
-        .routes
-        .iter()
+        .routes(snapshot.index())
+        .into_iter()
         .map(|d| Actual {
             allowed: d.allowed,
             reasons: d.reasons.iter().map(ToString::to_string).collect(),
-            errors: d.errors.clone(),
+            errors: d.errors,
         })
         .collect();
     let Expectation::Decisions { routes, reasons } = &case.expect else {
