@@ -988,4 +988,93 @@ action "GET /p/{id}" appliesTo { principal: [User], resource: [Api], context: Ct
             resource: 0,
         }
     }
+
+    #[test]
+    fn stage_star_policy_allows_a_denied_route_through_the_stage_wildcard() {
+        // The security review's case, through the core: `GET /pets` allowed, `POST /{x}/pets`
+        // denied, a console test event (stage `*`).
+        let files = BundleFiles {
+            files: BTreeMap::from([
+                (
+                    "schema/api.cedarschema".to_owned(),
+                    r#"
+@claim("roles") entity Role;
+@claim("sub") entity User in [Role];
+entity Api;
+action "GET /pets" appliesTo { principal: [User], resource: [Api] };
+action "POST /{x}/pets" appliesTo { principal: [User], resource: [Api] };
+"#
+                    .to_owned(),
+                ),
+                (
+                    "policies/p.cedar".to_owned(),
+                    r#"permit(principal, action == Action::"GET /pets", resource);"#.to_owned(),
+                ),
+            ]),
+        };
+        let (s, _) = Snapshot::compile(files, "test").unwrap();
+        let claims = VerifiedClaims::from_trusted_json(json!({"sub": "u", "iss": "i"})).unwrap();
+        let api = "arn:aws:execute-api:us-east-1:123456789012:api1";
+        for asked in ["GET/pets", "POST/GET/pets", "POST/a/pets"] {
+            let arn = MethodArn::parse(&format!("{api}/*/{asked}")).unwrap();
+            let req = AuthzRequest::synthetic(arn, None, BTreeMap::new(), None, None);
+            let input = Input {
+                request: &req,
+                claims: &claims,
+                now: SystemTime::UNIX_EPOCH,
+            };
+            let o = authorize(
+                Some(&s),
+                &input,
+                &ResponseConfig::default(),
+                Detail::Decision,
+                &NoMemo,
+            )
+            .unwrap();
+            let doc = o.response.to_value()["policyDocument"].clone();
+            let allows = |resource: &str| {
+                let mut allowed = false;
+                for st in doc["Statement"].as_array().unwrap() {
+                    let hit = st["Resource"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|r| glob(r.as_str().unwrap(), &format!("{api}/{resource}")));
+                    match (st["Effect"].as_str().unwrap(), hit) {
+                        ("Deny", true) => return false,
+                        ("Allow", true) => allowed = true,
+                        _ => {}
+                    }
+                }
+                allowed
+            };
+            for stage in ["prod", "v1", "POST", "GET"] {
+                assert!(
+                    allows(&format!("{stage}/GET/pets")),
+                    "{asked} {stage}: {doc}"
+                );
+                assert!(
+                    !allows(&format!("{stage}/POST/GET/pets")),
+                    "{asked} {stage}: {doc}"
+                );
+                assert!(
+                    !allows(&format!("{stage}/POST/a/pets")),
+                    "{asked} {stage}: {doc}"
+                );
+            }
+        }
+    }
+
+    /// IAM's `*` (any run of characters, `/` included) and `?` (one), for the test above.
+    fn glob(pattern: &str, subject: &str) -> bool {
+        fn go(p: &[u8], s: &[u8]) -> bool {
+            match p.split_first() {
+                None => s.is_empty(),
+                Some((b'*', rest)) => (0..=s.len()).any(|k| go(rest, &s[k..])),
+                Some((b'?', rest)) => !s.is_empty() && go(rest, &s[1..]),
+                Some((c, rest)) => s.first() == Some(c) && go(rest, &s[1..]),
+            }
+        }
+        go(pattern.as_bytes(), subject.as_bytes())
+    }
 }

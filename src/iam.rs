@@ -251,6 +251,8 @@ impl Base {
 pub struct Plan {
     /// Patterns are written after the full ARN prefix, so they cannot spill (see `spills`).
     full_prefix: bool,
+    /// The analysis for stage `*` ([`Plan::any_stage`]).
+    any_stage: bool,
     vrs: Vec<VirtualRoute>,
     candidates: Vec<Candidate>,
     /// For each virtual route, the candidates that cover it (cheapest first).
@@ -332,12 +334,34 @@ impl Plan {
         Self::analyse(table, None, true)
     }
 
+    /// The analysis for stage `*` (API Gateway's console test events). The policy is written
+    /// with `*` as the stage, after the full `arn:…:{api}/` prefix, and IAM lets that `*` match
+    /// any characters, slashes included: `…/*/GET/*` matches `…/prod/POST/GET/pets`. So a
+    /// pattern here hits a virtual route when it matches any tail of one of its resources in
+    /// any stage (`GET/pets` of `prod/POST/GET/pets`), and the choice of patterns keeps the
+    /// policy exact in every stage at once. The requested resource is never written
+    /// literally: with the stage `*` in front it would be a pattern too.
+    pub fn any_stage(table: &RouteTable) -> Self {
+        let mut plan = Self::analyse_with(table, None, true, true);
+        plan.any_stage = true;
+        plan
+    }
+
     /// Whether this analysis is for the full ARN prefix.
     pub fn is_full_prefix(&self) -> bool {
         self.full_prefix
     }
 
     fn analyse(table: &RouteTable, stage: Option<&str>, full_prefix: bool) -> Self {
+        Self::analyse_with(table, stage, full_prefix, false)
+    }
+
+    fn analyse_with(
+        table: &RouteTable,
+        stage: Option<&str>,
+        full_prefix: bool,
+        any_stage: bool,
+    ) -> Self {
         let stage_symbol = stage.unwrap_or(STAGE).to_owned();
         let max_len = table
             .routes()
@@ -444,6 +468,19 @@ impl Plan {
 
         for cand in &mut candidates {
             for (vi, vr) in vrs.iter().enumerate() {
+                if any_stage {
+                    // Covering is matching every resource of the route with the stage's `*`
+                    // standing for the stage alone; hitting is matching some tail of one.
+                    let covers = !literal_prefix_disagrees(&cand.toks, &vr.template)
+                        && vr.instances.iter().all(|p| glob_matches(&cand.toks, p));
+                    if covers {
+                        cand.cover.insert(vi);
+                        cand.hit.insert(vi);
+                    } else if hits_in_any_stage(&cand.toks, vr, table, bound) {
+                        cand.hit.insert(vi);
+                    }
+                    continue;
+                }
                 // A spill needs a path position that can hold the stage name.
                 let wild = !full_prefix
                     && vr.template.iter().any(|t| match t {
@@ -482,6 +519,7 @@ impl Plan {
 
         Plan {
             full_prefix,
+            any_stage: false,
             vrs,
             candidates,
             cover_index,
@@ -740,8 +778,11 @@ impl Plan {
         target: Target<'_>,
         used_literal: &std::cell::Cell<bool>,
     ) -> Shape {
-        // A client-chosen `*` or `?` in a path must never become a pattern.
-        let literal_ok = !target.resource.contains(['*', '?']) && !target.resource.contains("${");
+        // A client-chosen `*` or `?` in a path must never become a pattern; nor may the
+        // resource itself behind the stage `*`, where it would be one.
+        let literal_ok = !self.any_stage
+            && !target.resource.contains(['*', '?'])
+            && !target.resource.contains("${");
         let literal = || {
             used_literal.set(true);
             if literal_ok {
@@ -940,6 +981,31 @@ fn spills(g: &[Tok], vr: &VirtualRoute, table: &RouteTable, bound: usize, stage:
         &mut budget,
         &mut |p| table.route_symbols(p.get(2..).unwrap_or_default()) == Some(vr.route),
     );
+    found || budget == 0
+}
+
+/// Whether the pattern, written after `arn:…:{api}/*/` (stage `*`), matches some resource
+/// routed to `vr` in some stage: the stage's `*` takes the stage and possibly more symbols
+/// (`prod/POST` of `prod/POST/GET/pets`), the pattern the rest. Resources are modelled as
+/// `[stage, verb, segments…]`.
+fn hits_in_any_stage(g: &[Tok], vr: &VirtualRoute, table: &RouteTable, bound: usize) -> bool {
+    let mut pattern = vec![Tok::Star];
+    pattern.extend(g.iter().cloned());
+    let mut template = vec![TTok::Lit(STAGE.to_owned())];
+    template.extend(vr.template.iter().cloned());
+    let mut budget = JOINT_BUDGET;
+    let mut path: Vec<&str> = Vec::new();
+    let found = joint(
+        &pattern,
+        &template,
+        0,
+        0,
+        &mut path,
+        bound + 1,
+        &mut budget,
+        &mut |p| table.route_symbols(p.get(1..).unwrap_or_default()) == Some(vr.route),
+    );
+    // Out of budget: assume a hit (safe).
     found || budget == 0
 }
 

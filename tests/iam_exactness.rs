@@ -14,6 +14,12 @@
 //! `{stage}/$default` (the route key as the resource), and every `VERB/path` that no other
 //! route takes reaches `$default` (the reference router falls back to it); the stage may be
 //! HTTP API's `$default` too, so `…/$default/$default` is covered.
+//!
+//! Stage `*` (API Gateway's console test events): the policy is written with `*` as the stage,
+//! which IAM matches against any characters, slashes included. It must be exact in every stage
+//! at once: each request is checked under several concrete stage names, including ones that
+//! spell a verb or a route literal, so that the stage's `*` swallowing `prod/POST` in
+//! `…/prod/POST/GET/pets` is caught.
 
 #![allow(
     clippy::unwrap_used,
@@ -196,7 +202,7 @@ fn case() -> impl Strategy<Value = Case> {
                 prop::collection::vec(any::<bool>(), n),
                 prop::collection::vec(req, 1..60),
                 0..64usize,
-                prop::sample::select(vec!["prod", "v1", "$default"]),
+                prop::sample::select(vec!["prod", "v1", "$default", "*"]),
                 prop::sample::select(vec!["aws", "aws-cn", "aws-us-gov"]),
                 (
                     prop::option::weighted(0.3, any::<bool>()),
@@ -282,13 +288,17 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
     )
     .unwrap();
     // The short-prefix analysis for this stage, and the full-prefix one that serves callers
-    // the short prefix cannot: both must be exact.
-    let short = if cedargate::iam::Plan::stage_is_special(&table, c.stage) {
-        cedargate::iam::Plan::with_stage(&table, Some(c.stage))
+    // the short prefix cannot: both must be exact. Stage `*` has an analysis of its own.
+    let plans = if c.stage == "*" {
+        vec![cedargate::iam::Plan::any_stage(&table)]
     } else {
-        cedargate::iam::Plan::new(&table)
+        let short = if cedargate::iam::Plan::stage_is_special(&table, c.stage) {
+            cedargate::iam::Plan::with_stage(&table, Some(c.stage))
+        } else {
+            cedargate::iam::Plan::new(&table)
+        };
+        vec![short, cedargate::iam::Plan::full_prefix(&table)]
     };
-    let full = cedargate::iam::Plan::full_prefix(&table);
     let values: Vec<String> = [
         "42", "dog", "a", "pets", "", "x*", "history", "prod", "v1", "GET",
     ]
@@ -321,7 +331,7 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
         None => ROUTE_KEYS[pick - requests.len()].to_owned(),
     };
     let target_route = table.route_resource(&target_resource);
-    for plan in [&short, &full] {
+    for plan in &plans {
         check_plan(
             c,
             plan,
@@ -350,10 +360,18 @@ fn check_plan(
     key_route: [Option<usize>; 2],
 ) -> Result<(), TestCaseError> {
     let default_route = key_route[1];
-    let prefix = format!(
-        "arn:{}:execute-api:us-east-1:123456789012:abc123/{}/",
-        c.partition, c.stage
+    let api = format!(
+        "arn:{}:execute-api:us-east-1:123456789012:abc123",
+        c.partition
     );
+    let prefix = format!("{api}/{}/", c.stage);
+    // The stages a request is checked in: the policy's own, or for stage `*` concrete ones,
+    // among them names that equal a verb or a route literal.
+    let stages: Vec<&str> = if c.stage == "*" {
+        vec!["prod", "v1", "$default", "GET", "POST", "a", "pets"]
+    } else {
+        vec![c.stage]
+    };
     let shape = plan.build(
         decisions,
         Target {
@@ -369,27 +387,30 @@ fn check_plan(
     // The exact answer for one resource routed to `r` (`None`: no route, nothing to check).
     let expect = |resource: &str, r: Option<usize>| -> Result<(), TestCaseError> {
         let Some(r) = r else { return Ok(()) };
-        let arn = format!("{prefix}{resource}");
-        let got = allows(&doc, &arn);
-        let want = decisions[r];
-        let is_target = resource == target_resource;
-        // An allowed route the builder could not express beside denied ones may be left out
-        // (a cached 403): the only permitted deviation. The requested resource itself is still
-        // allowed exactly, through its literal ARN, unless it contains IAM wildcard characters
-        // (which must never be turned into a pattern).
-        let literal_unsafe = target_resource.contains(['*', '?']);
-        if want && shape.inexact.contains(&r) && (!is_target || literal_unsafe) {
-            return Ok(());
+        for stage in &stages {
+            let arn = format!("{api}/{stage}/{resource}");
+            let got = allows(&doc, &arn);
+            let want = decisions[r];
+            let is_target = resource == target_resource;
+            // An allowed route the builder could not express beside denied ones may be left
+            // out (a cached 403): the only permitted deviation. The requested resource itself
+            // is still allowed exactly, through its literal ARN, unless it contains IAM
+            // wildcard characters (which must never be turned into a pattern) or the stage is
+            // `*` (whose literal is a pattern too).
+            let literal_unsafe = target_resource.contains(['*', '?']) || c.stage == "*";
+            if want && shape.inexact.contains(&r) && (!is_target || literal_unsafe) {
+                continue;
+            }
+            prop_assert_eq!(
+                got,
+                want,
+                "route {} ({}) at {}\npolicy: {}",
+                names[r],
+                want,
+                arn,
+                doc
+            );
         }
-        prop_assert_eq!(
-            got,
-            want,
-            "route {} ({}) at {}\npolicy: {}",
-            names[r],
-            want,
-            arn,
-            doc
-        );
         Ok(())
     };
 
@@ -491,4 +512,42 @@ fn iam_matcher_semantics() {
     // A `*` in the subject is an ordinary character; in the pattern it is always a wildcard.
     assert!(iam_match("DELETE/x/*", "DELETE/x/*/a"));
     assert!(!iam_match("DELETE/x/a", "DELETE/x/*"));
+}
+
+/// The finding of the security review: with routes `GET /pets` and `POST /{x}/pets` and only
+/// `GET /pets` allowed, a console test event (stage `*`) got `Allow …/*/GET/*`, which also
+/// matches `…/prod/POST/GET/pets`, a path of the denied route.
+#[test]
+fn stage_star_policy_allows_a_denied_route_through_the_stage_wildcard() {
+    let c = Case {
+        routes: vec![
+            (
+                "GET /pets".into(),
+                Some("GET"),
+                vec![Tok::Lit("pets".into())],
+            ),
+            (
+                "POST /{p0}/pets".into(),
+                Some("POST"),
+                vec![Tok::Param, Tok::Lit("pets".into())],
+            ),
+        ],
+        decisions: vec![true, false],
+        connect: None,
+        default: None,
+        requests: vec![
+            ("POST", vec!["GET".into(), "pets".into()]),
+            ("GET", vec!["pets".into()]),
+        ],
+        target: 0,
+        stage: "*",
+        partition: "aws",
+    };
+    for target in 0..8 {
+        check(&Case {
+            target,
+            ..c.clone()
+        })
+        .unwrap();
+    }
 }

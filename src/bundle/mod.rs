@@ -141,16 +141,23 @@ impl Snapshot {
             .collect()
     }
 
-    /// The IAM analysis for requests in `stage`.
+    /// The IAM analysis for requests in `stage`: stage `*` (console tests) has its own, exact
+    /// in every stage at once ([`Plan::any_stage`]).
     pub fn plan_for(&self, stage: &str) -> Arc<Plan> {
         let routes = &self.derived.routes;
-        if !Plan::stage_is_special(routes, stage) {
+        if stage != "*" && !Plan::stage_is_special(routes, stage) {
             return self.derived.plan.clone();
         }
         let mut plans = self.special_plans.lock().unwrap_or_else(|e| e.into_inner());
         plans
             .entry(stage.to_owned())
-            .or_insert_with(|| Arc::new(Plan::with_stage(routes, Some(stage))))
+            .or_insert_with(|| {
+                Arc::new(if stage == "*" {
+                    Plan::any_stage(routes)
+                } else {
+                    Plan::with_stage(routes, Some(stage))
+                })
+            })
             .clone()
     }
 
