@@ -551,6 +551,87 @@ async fn development_endpoints_and_loopback_rules() {
     }
 }
 
+/// One HTTP/1.1 request with the path exactly as given (no client normalizes it, as
+/// `curl --path-as-is` sends it); the status code of the answer.
+async fn raw_status(port: u16, method: &str, path: &str, token: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let head = String::from_utf8_lossy(&answer);
+    head.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn serve_upstream_forwards_a_different_path_than_it_authorized() {
+    // Security review finding: the gateway routed and authorized the raw path, then built the
+    // upstream URL with a setter that resolves `.`/`..` and `%2e%2e`: a reader (denied
+    // `GET /admin/users`) got the upstream's `GET /api/admin/users` through
+    // `GET /prod/pets/1/photos/%2e%2e/%2e%2e/%2e%2e/admin/users`.
+    let (port, seen) = upstream().await;
+    let s = Serve::start(
+        "dot-segments",
+        &[],
+        &["--upstream", &format!("http://127.0.0.1:{port}/api")],
+    );
+    let reader = s.token("reader", &[]);
+    for path in [
+        "/prod/pets/1/photos/%2e%2e/%2e%2e/%2e%2e/admin/users",
+        "/prod/pets/1/photos/../../../admin/users",
+        "/prod/pets/1/photos/%2E%2e/%2e%2E/%2E%2E/admin/users",
+        "/prod/pets/1/photos/.%2e/%2e./../admin/users",
+        // One more `..` would leave the upstream's base path.
+        "/prod/pets/1/photos/../../../../admin/users",
+        "/prod/pets/1/photos/./x",
+        // Encoded separators: one segment to the router, two to a backend that decodes them.
+        "/prod/pets/1/photos/..%2f..%2f..%2fadmin%2fusers",
+        "/prod/pets/1/photos/..%5C..%5Cadmin",
+    ] {
+        assert_eq!(
+            raw_status(s.port, "GET", path, &reader).await,
+            400,
+            "{path}"
+        );
+    }
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    // Everything else reaches the upstream exactly as routed and authorized.
+    for (path, forwarded) in [
+        ("/prod/pets/1/photos/a/b.jpg", "/api/pets/1/photos/a/b.jpg"),
+        (
+            "/prod/pets/1/photos/..jpg/%41",
+            "/api/pets/1/photos/..jpg/%41",
+        ),
+        ("/prod/pets/1/photos/a//b", "/api/pets/1/photos/a//b"),
+    ] {
+        assert_eq!(
+            raw_status(s.port, "GET", path, &reader).await,
+            201,
+            "{path}"
+        );
+        let last = seen.lock().unwrap().last().cloned().unwrap();
+        assert_eq!(last["path"], forwarded, "{path}");
+    }
+    // And the reader still cannot reach the admin route itself.
+    assert_eq!(
+        raw_status(s.port, "GET", "/prod/admin/users", &reader).await,
+        403
+    );
+    assert_eq!(seen.lock().unwrap().len(), 3);
+}
+
 #[tokio::test]
 async fn the_development_endpoints_answer_any_web_page() {
     // Security review finding: `/status`, `/_cedargate/config` and `/_cedargate/routes` sent

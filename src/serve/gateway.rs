@@ -21,6 +21,14 @@
 //!   a path no route takes is 403 `Missing Authentication Token`, as REST APIs answer.
 //! - Error bodies, `x-amzn-ErrorType` and CORS headers are those of API Gateway's default
 //!   gateway responses with CORS enabled.
+//!
+//! Paths whose meaning depends on who reads them are refused (400) before routing: a dot
+//! segment (`.`, `..`, raw or percent-encoded in any mix, `%2e%2E`, `.%2e`), an encoded slash
+//! or backslash (`%2F`, `%5C`), a raw backslash. A backend, proxy or URL library resolves
+//! those (`/pets/1/photos/%2e%2e/%2e%2e/%2e%2e/admin/users` is `/admin/users` to one), while
+//! routing and the authorizer see the path as sent: the two must never differ. API Gateway
+//! documents no normalization of its own, so `serve` takes none and refuses what could differ;
+//! every other path reaches the backend byte for byte as it was routed and authorized.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -117,6 +125,48 @@ pub fn unauthorized() -> Reply {
         "UnauthorizedException",
         json!({"message": "Unauthorized"}),
     )
+}
+
+/// Why a request path could mean another path to a backend, proxy or URL library: a dot
+/// segment (raw or percent-encoded, any case), an encoded slash or backslash, a raw backslash
+/// (WHATWG URL parsers read it as `/`). `None` for every other path.
+pub fn ambiguous_path(path: &str) -> Option<&'static str> {
+    if path.contains('\\') {
+        return Some("a backslash");
+    }
+    for segment in path.split('/') {
+        let bytes = segment.as_bytes();
+        // Percent-encoded `/` or `\`, anywhere in the segment.
+        let encoded_separator = bytes.windows(3).any(|w| {
+            w.first() == Some(&b'%')
+                && matches!(
+                    w.get(1..3),
+                    Some([b'2', b'f' | b'F']) | Some([b'5', b'c' | b'C'])
+                )
+        });
+        if encoded_separator {
+            return Some("an encoded slash or backslash");
+        }
+        // `.` and `..`, with each dot possibly written `%2e` or `%2E`.
+        let mut rest = segment;
+        let mut dots = 0;
+        while !rest.is_empty() {
+            if let Some(r) = rest.strip_prefix('.') {
+                rest = r;
+            } else if rest.len() >= 3
+                && rest.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("%2e"))
+            {
+                rest = rest.get(3..).unwrap_or_default();
+            } else {
+                break;
+            }
+            dots += 1;
+        }
+        if rest.is_empty() && (dots == 1 || dots == 2) {
+            return Some("a dot segment");
+        }
+    }
+    None
 }
 
 pub fn missing_authentication_token() -> Reply {
@@ -261,6 +311,20 @@ impl Gateway {
 
     /// Handles a request under the stage.
     pub async fn handle(&self, routes: Option<&RouteTable>, call: Call<'_>) -> Reply {
+        // Before anything reads the path: one that a backend could read as another path is
+        // refused, so that what is routed and authorized is what the backend gets.
+        if let Some(why) = ambiguous_path(call.path) {
+            tracing::info!(
+                event = "path_refused",
+                reason = why,
+                "a request path was refused"
+            );
+            return gateway_error(
+                StatusCode::BAD_REQUEST,
+                "BadRequestException",
+                json!({"message": format!("Bad request path: {why}")}),
+            );
+        }
         // CORS preflight: answered by the OPTIONS mock integration, without the authorizer.
         if call.method == Method::OPTIONS
             && call.headers.contains_key("access-control-request-method")
@@ -429,6 +493,18 @@ impl Gateway {
             if call.path.is_empty() { "/" } else { call.path }
         );
         url.set_path(&joined);
+        // The backend gets exactly the path that was routed and authorized, under its base:
+        // should the URL library write it any other way, nothing is sent.
+        if url.path() != joined {
+            tracing::warn!(
+                event = "path_refused",
+                "the upstream URL would not carry the authorized path"
+            );
+            return http::json(
+                StatusCode::BAD_REQUEST,
+                &json!({"message": "Bad request path"}),
+            );
+        }
         url.set_query(call.query);
         let Ok(method) = reqwest::Method::from_bytes(call.method.as_str().as_bytes()) else {
             return missing_authentication_token();
@@ -529,6 +605,40 @@ fn demo_backend(
 mod tests {
     use super::*;
     use crate::routes::Route;
+
+    #[test]
+    fn paths_a_backend_could_read_otherwise_are_named() {
+        for path in [
+            "/pets/1/photos/../../admin/users",
+            "/pets/./1",
+            "/pets/1/photos/%2e%2e/%2e%2e/%2e%2e/admin/users",
+            "/pets/%2E%2e/admin",
+            "/pets/.%2e/admin",
+            "/pets/%2e./admin",
+            "/pets/%2e",
+            "/pets/..",
+            "/pets/1/photos/a%2fb",
+            "/pets/1/photos/a%2Fb",
+            "/pets/a%5cb",
+            "/pets/a\\b",
+        ] {
+            assert!(ambiguous_path(path).is_some(), "{path}");
+        }
+        for path in [
+            "/",
+            "/pets",
+            "/pets/1/photos/a/b",
+            "/pets/...",
+            "/pets/.hidden",
+            "/pets/a..b",
+            "/pets/%2e%2e%2e",
+            "/pets/%41",
+            "/pets//x",
+            "/pets/%25",
+        ] {
+            assert_eq!(ambiguous_path(path), None, "{path}");
+        }
+    }
 
     #[test]
     fn arns_carry_the_stage_and_the_raw_path() {
