@@ -36,6 +36,10 @@ mod serve;
 
 pub mod cli;
 
+/// The fuzz targets' entry points (`fuzz/`): only under `cargo fuzz`.
+#[cfg(fuzzing)]
+pub mod fuzzing;
+
 use std::sync::Arc;
 
 /// Builds the authorizer from configuration: key store, verifier, policy store.

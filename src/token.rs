@@ -326,7 +326,13 @@ fn read_header(bytes: &[u8]) -> Result<Header, TokenError> {
             d.deserialize_str(K).map(Key)
         }
     }
-    let mut de = serde_json::Deserializer::from_slice(bytes);
+    // A JOSE header is UTF-8 JSON (RFC 7515 §4). serde_json skips the members it ignores
+    // without checking their UTF-8, so the whole header is checked first: a header that other
+    // JOSE readers refuse must not pass here (found by the `bearer` fuzz target).
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Err(TokenError::Header(ObjectError::NotJson.to_string()));
+    };
+    let mut de = serde_json::Deserializer::from_str(text);
     match de.deserialize_map(V).and_then(|h| de.end().map(|()| h)) {
         Ok(h) => Ok(h),
         Err(_) => Err(TokenError::Header(
@@ -706,6 +712,31 @@ mod tests {
         let message = UnverifiedJwt::parse(&token, 4096).unwrap_err().to_string();
         assert!(!message.contains('\n') && message.len() < 120, "{message}");
         assert!(!message.contains(&token));
+    }
+
+    #[test]
+    fn fuzz_header_with_invalid_utf8_in_an_ignored_member_is_refused() {
+        // `{"alg":"RS256","x":"<0xed>"}`: a member cedargate does not read, not UTF-8.
+        let mut header = br#"{"alg":"RS256","x":"?"}"#.to_vec();
+        let at = header.iter().position(|b| *b == b'?').unwrap();
+        header[at] = 0xed;
+        let token = format!(
+            "{}.{}.c2ln",
+            URL_SAFE_NO_PAD.encode(&header),
+            URL_SAFE_NO_PAD.encode("{}")
+        );
+        assert!(matches!(
+            UnverifiedJwt::from_compact(&token),
+            Err(TokenError::Header(_))
+        ));
+        // The same header with a UTF-8 value is read.
+        header[at] = b'y';
+        let token = format!(
+            "{}.{}.c2ln",
+            URL_SAFE_NO_PAD.encode(&header),
+            URL_SAFE_NO_PAD.encode("{}")
+        );
+        assert!(UnverifiedJwt::from_compact(&token).is_ok());
     }
 
     #[test]

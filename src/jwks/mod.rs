@@ -233,6 +233,12 @@ impl KeyStore {
         })
     }
 
+    /// The keys loaded at start (the fuzz targets check what a JWKS document leaves in it).
+    #[cfg(fuzzing)]
+    pub(crate) fn fixed_keys(&self) -> &[Arc<VerifyingKey>] {
+        &self.fixed
+    }
+
     /// A key store over fixed keys (tests, `cedargate serve`'s own issuer): no network.
     pub fn from_jwks_json(json: &str) -> Result<Self, JwksError> {
         let origin = "the given JWKS";

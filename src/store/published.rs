@@ -92,8 +92,13 @@ impl Published {
 
     /// Parses and checks an object; the files come back only if the digest matches.
     pub fn decode(bytes: &[u8]) -> Result<(Published, BundleFiles), PublishedError> {
+        // The object is UTF-8 JSON throughout: serde_json would skip an unknown member without
+        // checking its UTF-8, and a reader of the object (a reviewer's tool) must see what was
+        // enforced.
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| PublishedError::NotABundle(format!("it is not UTF-8: {e}")))?;
         let p: Published =
-            serde_json::from_slice(bytes).map_err(|e| PublishedError::NotABundle(e.to_string()))?;
+            serde_json::from_str(text).map_err(|e| PublishedError::NotABundle(e.to_string()))?;
         if p.format != FORMAT {
             return Err(PublishedError::Format(p.format.chars().take(64).collect()));
         }
@@ -176,6 +181,21 @@ mod tests {
             Published::decode(other.to_json().as_bytes()),
             Err(PublishedError::Format(_))
         ));
+    }
+
+    #[test]
+    fn fuzz_object_with_invalid_utf8_in_an_unknown_member_is_refused() {
+        let text = Published::new(&files(), built(), Summary::default()).to_json();
+        // `{"note":"<0xff>",` and then the object's own members.
+        let mut bytes = b"{\"note\":\"\xff\",".to_vec();
+        bytes.extend_from_slice(text.strip_prefix('{').unwrap().as_bytes());
+        assert!(matches!(
+            Published::decode(&bytes),
+            Err(PublishedError::NotABundle(_))
+        ));
+        // The same object with a valid unknown member reads.
+        bytes[9] = b'x';
+        assert!(Published::decode(&bytes).is_ok());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! - [`paths`]: the repository, `../shared`, AWS sample events, the tools `.ci/run` installs,
 //!   fresh temporary directories and `copy_dir`;
-//! - [`iam`]: the tests' own IAM policy evaluator;
+//! - [`iam`]: the tests' own IAM policy evaluator; [`exactness`]: the route-wide policy's
+//!   exactness check on one case (the property tests' and the IAM fuzz target's oracle);
 //! - [`tokens`]: tokens signed with the reference workloads' test key, the environments that
 //!   trust them, and `cedargate token`;
 //! - [`events`]: API Gateway authorizer events (a minimal REST TOKEN event for the demo API, and
@@ -24,6 +25,7 @@
 // In layer order (see above).
 pub mod paths;
 pub mod iam;
+pub mod exactness;
 pub mod tokens;
 pub mod events;
 pub mod bundles;

@@ -1,0 +1,4 @@
+#![no_main]
+//! `cedargate::fuzzing::arn`: see `src/fuzzing.rs` for what it checks.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cedargate::fuzzing::arn(data));
