@@ -275,14 +275,17 @@ impl Store {
                 let source = self
                     .s3
                     .get_or_init(|| async {
-                        // The SDK's own timeout bounds a hung connection; the wait of a request
-                        // is bounded separately by `ensure_fresh`.
-                        let client = s3::client(self.load_timeout.max(self.timeout)).await;
+                        // One bound for a whole fetch (the SDK's timeouts and the source's own
+                        // deadline); the wait of a request is bounded separately, and usually
+                        // shorter, by `ensure_fresh`.
+                        let bound = self.load_timeout.max(self.timeout);
+                        let client = s3::client(bound).await;
                         s3::S3Source::new(
                             client,
                             bucket.clone(),
                             key.clone(),
                             self.max_bundle_bytes,
+                            bound,
                         )
                     })
                     .await;
