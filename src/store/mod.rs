@@ -181,13 +181,24 @@ impl Store {
     async fn refresh_once(&self) {
         let result = self.fetch().await;
         match result {
-            Ok(Fetched::Unchanged) => {
-                let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
-                s.last_attempt = Some(unix_seconds(SystemTime::now()));
-                s.last_outcome = Some("unchanged".to_owned());
-            }
+            Ok(Fetched::Unchanged) => self.record_unchanged(),
             Ok(Fetched::New { files, origin }) => {
                 let digest = files.digest();
+                // A new object can hold the bundle already loaded: S3 gives the same bytes a
+                // new ETag (and version) when they are uploaded another way (multipart, a
+                // copy, other encryption). The content digest, not the ETag, says whether the
+                // bundle changed; compiling it again would cost a full compile, throw away
+                // the analyses the loaded snapshot made on first use, and announce a new
+                // bundle where there is none.
+                if self
+                    .current
+                    .load()
+                    .as_ref()
+                    .is_some_and(|s| s.digest == digest)
+                {
+                    self.record_unchanged();
+                    return;
+                }
                 let revision = digest.get(..12).unwrap_or(&digest).to_owned();
                 // Compiling is CPU work; keep it off the async workers.
                 let compiled =
@@ -211,6 +222,12 @@ impl Store {
             }
             Err(e) => self.record_failure(e, None),
         }
+    }
+
+    fn record_unchanged(&self) {
+        let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        s.last_attempt = Some(unix_seconds(SystemTime::now()));
+        s.last_outcome = Some("unchanged".to_owned());
     }
 
     fn install(&self, snapshot: Snapshot, outcome: &str) {
