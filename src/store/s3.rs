@@ -21,6 +21,7 @@ use aws_sdk_s3::Client;
 
 use super::published::Published;
 use super::Fetched;
+use crate::text::error_chain;
 
 #[derive(Debug)]
 pub struct S3Source {
@@ -128,7 +129,7 @@ impl S3Source {
         while let Some(chunk) = body
             .try_next()
             .await
-            .map_err(|e| format!("reading {} failed: {e}", self.location()))?
+            .map_err(|e| format!("reading {} failed: {}", self.location(), error_chain(&e)))?
         {
             if bytes.len() + chunk.len() > self.max_bytes {
                 return Err(format!(
