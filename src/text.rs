@@ -1,8 +1,25 @@
-//! Text helpers shared by the reports: how far apart two names are, and the "did you mean"
-//! suggestion built on it.
+//! Text helpers: how far apart two names are, and the "did you mean" suggestion built on it
+//! (the reports of validate, test and the template checks); an error and its causes on one
+//! line (the logs of the key and policy fetches).
 //!
-//! Stage: tooling (validate, test, template checks). Invariant: a suggestion is only made when
-//! the nearest candidate is close enough to be a plausible typo.
+//! Invariant: a suggestion is only made when the nearest candidate is close enough to be a
+//! plausible typo.
+
+/// An error and its causes on one line: the outer message alone often says only "streaming
+/// error" or "error sending request".
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out.replace('\n', " ")
+}
 
 /// The Levenshtein distance between `a` and `b`, in characters.
 pub fn edit_distance(a: &str, b: &str) -> usize {

@@ -22,6 +22,7 @@ use serde_json::Value;
 use super::jwk::keys_from_jwks;
 use super::{FetchState, JwksError, KeyStore, Remote, RemoteSource, VerifyingKey};
 use crate::config;
+use crate::text::error_chain;
 use crate::token::shown;
 
 /// Discovery documents, JWKS and key files larger than this are refused.
@@ -162,21 +163,6 @@ pub(super) fn http_client(timeout: Duration) -> Result<reqwest::Client, JwksErro
         .user_agent(concat!("cedargate/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| JwksError::Client(error_chain(&e)))
-}
-
-/// An error and its causes on one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out.replace('\n', " ")
 }
 
 pub(super) async fn read_file(path: &std::path::Path) -> Result<Vec<u8>, JwksError> {

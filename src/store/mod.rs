@@ -181,13 +181,24 @@ impl Store {
     async fn refresh_once(&self) {
         let result = self.fetch().await;
         match result {
-            Ok(Fetched::Unchanged) => {
-                let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
-                s.last_attempt = Some(unix_seconds(SystemTime::now()));
-                s.last_outcome = Some("unchanged".to_owned());
-            }
+            Ok(Fetched::Unchanged) => self.record_unchanged(),
             Ok(Fetched::New { files, origin }) => {
                 let digest = files.digest();
+                // A new object can hold the bundle already loaded: S3 gives the same bytes a
+                // new ETag (and version) when they are uploaded another way (multipart, a
+                // copy, other encryption). The content digest, not the ETag, says whether the
+                // bundle changed; compiling it again would cost a full compile, throw away
+                // the analyses the loaded snapshot made on first use, and announce a new
+                // bundle where there is none.
+                if self
+                    .current
+                    .load()
+                    .as_ref()
+                    .is_some_and(|s| s.digest == digest)
+                {
+                    self.record_unchanged();
+                    return;
+                }
                 let revision = digest.get(..12).unwrap_or(&digest).to_owned();
                 // Compiling is CPU work; keep it off the async workers.
                 let compiled =
@@ -211,6 +222,12 @@ impl Store {
             }
             Err(e) => self.record_failure(e, None),
         }
+    }
+
+    fn record_unchanged(&self) {
+        let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        s.last_attempt = Some(unix_seconds(SystemTime::now()));
+        s.last_outcome = Some("unchanged".to_owned());
     }
 
     fn install(&self, snapshot: Snapshot, outcome: &str) {
@@ -275,14 +292,17 @@ impl Store {
                 let source = self
                     .s3
                     .get_or_init(|| async {
-                        // The SDK's own timeout bounds a hung connection; the wait of a request
-                        // is bounded separately by `ensure_fresh`.
-                        let client = s3::client(self.load_timeout.max(self.timeout)).await;
+                        // One bound for a whole fetch (the SDK's timeouts and the source's own
+                        // deadline); the wait of a request is bounded separately, and usually
+                        // shorter, by `ensure_fresh`.
+                        let bound = self.load_timeout.max(self.timeout);
+                        let client = s3::client(bound).await;
                         s3::S3Source::new(
                             client,
                             bucket.clone(),
                             key.clone(),
                             self.max_bundle_bytes,
+                            bound,
                         )
                     })
                     .await;

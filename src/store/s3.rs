@@ -8,6 +8,7 @@
 //!   unchanged bundle costs one `304 Not Modified` and no parsing.
 //! - The object is size-capped (declared length checked before reading, body read with a
 //!   limit) and its digest verified before any parsing of the files.
+//! - One deadline bounds a whole fetch: the request, the SDK's retries and the body.
 //! - The ETag of an object that was refused is remembered too: the same bad object is not
 //!   downloaded again every refresh; a new upload has a new ETag and is fetched.
 //! - A custom endpoint (moto, MinIO, LocalStack) gets path-style addressing.
@@ -20,6 +21,7 @@ use aws_sdk_s3::Client;
 
 use super::published::Published;
 use super::Fetched;
+use crate::text::error_chain;
 
 #[derive(Debug)]
 pub struct S3Source {
@@ -27,6 +29,8 @@ pub struct S3Source {
     bucket: String,
     key: String,
     max_bytes: usize,
+    /// The most one fetch may take, body included.
+    timeout: Duration,
     /// The ETag of the last object downloaded (installed or refused).
     seen: Mutex<Option<String>>,
 }
@@ -56,12 +60,21 @@ pub async fn client(timeout: Duration) -> Client {
 }
 
 impl S3Source {
-    pub fn new(client: Client, bucket: String, key: String, max_bytes: usize) -> Self {
+    /// A source of `s3://bucket/key`: objects over `max_bytes` are refused, and a fetch that
+    /// takes longer than `timeout` (body included) is given up.
+    pub fn new(
+        client: Client,
+        bucket: String,
+        key: String,
+        max_bytes: usize,
+        timeout: Duration,
+    ) -> Self {
         S3Source {
             client,
             bucket,
             key,
             max_bytes,
+            timeout,
             seen: Mutex::new(None),
         }
     }
@@ -71,6 +84,22 @@ impl S3Source {
     }
 
     pub async fn fetch(&self, have_snapshot: bool) -> Result<Fetched, String> {
+        // The SDK's timeouts bound each attempt up to the response head only: its retries
+        // multiply them, and the body is a stream read here, which they do not cover at all. A
+        // server that answers and then trickles the body would hold this fetch for as long as
+        // it likes, and with it every later refresh (they never overlap), so the authorizer
+        // would serve an old bundle forever. One deadline bounds all of it.
+        match tokio::time::timeout(self.timeout, self.fetch_unbounded(have_snapshot)).await {
+            Ok(result) => result,
+            Err(_) => Err(format!(
+                "S3 request for {} timed out after {} ms (body included)",
+                self.location(),
+                self.timeout.as_millis()
+            )),
+        }
+    }
+
+    async fn fetch_unbounded(&self, have_snapshot: bool) -> Result<Fetched, String> {
         let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut req = self.client.get_object().bucket(&self.bucket).key(&self.key);
         // Without a snapshot, always download: there is nothing to keep serving.
@@ -100,7 +129,7 @@ impl S3Source {
         while let Some(chunk) = body
             .try_next()
             .await
-            .map_err(|e| format!("reading {} failed: {e}", self.location()))?
+            .map_err(|e| format!("reading {} failed: {}", self.location(), error_chain(&e)))?
         {
             if bytes.len() + chunk.len() > self.max_bytes {
                 return Err(format!(

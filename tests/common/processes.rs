@@ -312,10 +312,15 @@ pub struct InvokePipe {
 
 impl InvokePipe {
     pub fn start(env: &[(String, String)]) -> InvokePipe {
+        Self::start_logging(env, "info")
+    }
+
+    /// [`InvokePipe::start`] with this log filter (`CEDARGATE_LOG`, e.g. `debug`).
+    pub fn start_logging(env: &[(String, String)], filter: &str) -> InvokePipe {
         let mut child = Command::new(env!("CARGO_BIN_EXE_cedargate"))
             .arg("invoke")
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("CEDARGATE_LOG", "info")
+            .env("CEDARGATE_LOG", filter)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

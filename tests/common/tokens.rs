@@ -1,7 +1,8 @@
 //! Tokens and the environments that trust them: tokens signed with the reference workloads'
-//! RS256 test key (`../shared/bench/demo`, kid `bench-key-1`), the authorizer environment for
-//! the demo bundle and for the gateway bundle (usage plan keys, roles in the context), and
-//! tokens from `cedargate token` (the development issuer of a `serve` directory).
+//! RS256 test key (`../shared/bench/demo`, kid `bench-key-1`) or, under any kid, with a second
+//! key (the large workload's, for rotations); the authorizer environment for the demo bundle
+//! and for the gateway bundle (usage plan keys, roles in the context); and tokens from
+//! `cedargate token` (the development issuer of a `serve` directory).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,9 +39,25 @@ pub fn now() -> u64 {
         .as_secs()
 }
 
+/// The large reference workload's RS256 test key (`../shared/bench/large`, also kid
+/// `bench-key-1`) and its JWKS file: a second key, for rotations.
+pub fn other_key() -> (jsonwebtoken::EncodingKey, PathBuf) {
+    let dir = shared().join("bench/large");
+    let pem = std::fs::read(dir.join("signing-key.pem")).unwrap();
+    (
+        jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap(),
+        dir.join("jwks.json"),
+    )
+}
+
 /// A token signed with the bench key; `extra` claims are merged over sensible defaults.
 pub fn mint(extra: Value) -> String {
     let (key, _) = bench_key();
+    mint_with(&key, "bench-key-1", extra)
+}
+
+/// [`mint`] with another key, under `kid`.
+pub fn mint_with(key: &jsonwebtoken::EncodingKey, kid: &str, extra: Value) -> String {
     let mut claims = json!({
         "iss": ISSUER,
         "aud": [AUDIENCE, format!("{ISSUER}userinfo")],
@@ -52,8 +69,8 @@ pub fn mint(extra: Value) -> String {
         claims[k] = v.clone();
     }
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-    header.kid = Some("bench-key-1".to_owned());
-    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(&header, &claims, key).unwrap()
 }
 
 /// The environment for the repo's demo bundle with tokens from [`mint`].
