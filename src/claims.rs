@@ -15,14 +15,17 @@
 //! a second time.
 //!
 //! Invariants: a [`VerifiedClaims`] has a non-empty string `sub`, a string `iss` equal to a
-//! configured issuer, and an `exp` that had not passed (within the leeway) at verification time.
+//! configured issuer, and an `exp` that had not passed (within the leeway) at verification time;
+//! its `aud` names a configured audience or client id, or (no `aud`) its `client_id` is a
+//! configured client id; and a `token_use` it carries (required when only a client id made it
+//! ours) is `CEDARGATE_TOKEN_USE`'s.
 
 use std::sync::Arc;
 
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
 
-use crate::config::JwtConfig;
+use crate::config::{JwtConfig, TokenUse};
 use crate::jwks::{JwksError, KeyStore, VerifyingKey};
 use crate::token::{alg_name, parse_object, shown, JsonObject, ObjectError, UnverifiedJwt};
 
@@ -59,6 +62,15 @@ pub enum ClaimsError {
     },
     #[error("no audience of the token is accepted (first: `{0}`)")]
     Audience(String),
+    #[error("claim `aud` or `client_id` is required")]
+    MissingAudienceOrClientId,
+    #[error("client id `{0}` is not accepted")]
+    ClientId(String),
+    #[error("claim `token_use` is `{found}`, but `CEDARGATE_TOKEN_USE` accepts `{expected}`")]
+    TokenUse {
+        found: String,
+        expected: &'static str,
+    },
 }
 
 /// Claims of a token that passed every check, or claims given by a trusted caller
@@ -133,6 +145,8 @@ pub struct Verifier {
     keys: Arc<KeyStore>,
     issuers: Vec<String>,
     audiences: Vec<String>,
+    client_ids: Vec<String>,
+    token_use: TokenUse,
     algorithms: Vec<Algorithm>,
     leeway: u64,
 }
@@ -143,6 +157,8 @@ impl Verifier {
             keys,
             issuers: cfg.issuers.clone(),
             audiences: cfg.audiences.clone(),
+            client_ids: cfg.client_ids.clone(),
+            token_use: cfg.token_use,
             algorithms: cfg.algorithms.clone(),
             leeway: cfg.leeway.as_secs(),
         }
@@ -242,33 +258,102 @@ impl Verifier {
         Ok(exp)
     }
 
-    /// `aud` is required (a token for some other API must not be accepted here) and may be a
-    /// string or an array of strings (Auth0 sends an array when the userinfo audience is
-    /// included); one of them must be configured.
+    /// Whether the token is for this API: by its `aud`, or, when it has none, by its
+    /// `client_id` (Cognito access tokens); and whether it is the configured kind of token
+    /// (`token_use`). A token for some other API, or an ID token sent where access tokens are
+    /// expected, must not be accepted here.
     fn audience(&self, claims: &JsonObject) -> Result<(), ClaimsError> {
+        let token_use = self.token_use(claims)?;
+        let by_client_id_only = match claims.get("aud") {
+            Some(aud) => self.aud(aud)?,
+            None => self.client_id(claims)?,
+        };
+        // A client id says which application asked for the token, not which kind of token it
+        // is: Cognito issues ID tokens (`aud` = client id) and access tokens (`client_id` =
+        // client id) for the same client. Only `token_use` tells them apart, so a token that
+        // is ours through a client id alone must say what it is; one that is ours through a
+        // configured audience was minted for this API by name and needs no such claim.
+        if by_client_id_only && token_use.is_none() {
+            return Err(ClaimsError::Missing("token_use"));
+        }
+        Ok(())
+    }
+
+    /// `token_use`, when present, must be a string equal to `CEDARGATE_TOKEN_USE`, whatever made
+    /// the token ours: an ID token is not a grant to call an API even when its `aud` names the
+    /// API. Exactly one value is accepted, never both.
+    fn token_use<'c>(&self, claims: &'c JsonObject) -> Result<Option<&'c str>, ClaimsError> {
+        match claims.get("token_use") {
+            None => Ok(None),
+            Some(Value::String(found)) if found == self.token_use.as_str() => {
+                Ok(Some(found.as_str()))
+            }
+            Some(Value::String(found)) => Err(ClaimsError::TokenUse {
+                found: shown(found),
+                expected: self.token_use.as_str(),
+            }),
+            Some(_) => Err(ClaimsError::Invalid {
+                claim: "token_use",
+                reason: "it is not a string",
+            }),
+        }
+    }
+
+    /// `aud` may be a string or an array of strings (Auth0 sends an array when the userinfo
+    /// audience is included); one of them must be a configured audience or client id (Cognito
+    /// ID tokens carry the client id in `aud`). Returns whether only a client id matched.
+    ///
+    /// When `aud` is present it decides alone: a `client_id` beside it is not consulted, even
+    /// when it is ours. `aud` is the issuer's statement of who the token is for (RFC 7519
+    /// §4.1.3: a recipient not named in it must reject the token); `client_id` only names the
+    /// application that asked for it, which may well hold tokens for other APIs.
+    fn aud(&self, aud: &Value) -> Result<bool, ClaimsError> {
         let invalid = ClaimsError::Invalid {
             claim: "aud",
             reason: "it is not a string or an array of strings",
         };
-        let audiences: Vec<&str> = match claims.get("aud") {
-            None => return Err(ClaimsError::Missing("aud")),
-            Some(Value::String(aud)) => vec![aud.as_str()],
-            Some(Value::Array(items)) => items
+        let audiences: Vec<&str> = match aud {
+            Value::String(aud) => vec![aud.as_str()],
+            Value::Array(items) => items
                 .iter()
                 .map(Value::as_str)
                 .collect::<Option<Vec<&str>>>()
                 .ok_or(invalid)?,
-            Some(_) => return Err(invalid),
+            _ => return Err(invalid),
         };
-        if audiences
-            .iter()
-            .any(|aud| self.audiences.iter().any(|a| a == aud))
-        {
-            return Ok(());
+        let named = |accepted: &[String]| {
+            audiences
+                .iter()
+                .any(|aud| accepted.iter().any(|a| a == aud))
+        };
+        if named(&self.audiences) {
+            return Ok(false);
+        }
+        if named(&self.client_ids) {
+            return Ok(true);
         }
         Err(ClaimsError::Audience(
             audiences.first().map_or_else(String::new, |a| shown(a)),
         ))
+    }
+
+    /// A token without `aud` is ours only when `CEDARGATE_CLIENT_ID` is set and its `client_id`
+    /// is one of the configured ones (a Cognito access token). Without configured client ids,
+    /// `aud` stays required: `client_id` alone is not trusted by default. Returns `true`: such a
+    /// token is always ours through a client id alone.
+    fn client_id(&self, claims: &JsonObject) -> Result<bool, ClaimsError> {
+        if self.client_ids.is_empty() {
+            return Err(ClaimsError::Missing("aud"));
+        }
+        match claims.get("client_id") {
+            None => Err(ClaimsError::MissingAudienceOrClientId),
+            Some(Value::String(id)) if self.client_ids.iter().any(|c| c == id) => Ok(true),
+            Some(Value::String(id)) => Err(ClaimsError::ClientId(shown(id))),
+            Some(_) => Err(ClaimsError::Invalid {
+                claim: "client_id",
+                reason: "it is not a string",
+            }),
+        }
     }
 }
 
@@ -748,6 +833,328 @@ mod tests {
             check(impersonation).await,
             Err(ClaimsError::KeyOfOtherIssuer { .. })
         ));
+    }
+
+    // --- Amazon Cognito: `client_id` and `token_use` ------------------------------------
+
+    const POOL: &str = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Ab12Cd34E";
+    const CLIENT: &str = "4tc0ab2kv1example7q3a1mhq1m";
+
+    /// A verifier for a Cognito pool: `CEDARGATE_CLIENT_ID` and whatever else `extra` sets.
+    fn cognito_setup(extra: &[(&'static str, &'static str)]) -> Setup {
+        let mut env: BTreeMap<&str, &str> = [
+            ("CEDARGATE_ISSUER", POOL),
+            (
+                "CEDARGATE_CLIENT_ID",
+                "someone-else, 4tc0ab2kv1example7q3a1mhq1m",
+            ),
+            ("CEDARGATE_JWKS_FILE", "/unused"),
+        ]
+        .into_iter()
+        .collect();
+        env.extend(extra.iter().copied());
+        let keys = jwks(&[jwk(rsa(), json!({"kid": "rsa-1", "use": "sig"}))]);
+        Setup {
+            verifier: Verifier::new(
+                &JwtConfig::from_env(&env).unwrap(),
+                Arc::new(KeyStore::from_jwks_json(&keys).unwrap()),
+            ),
+        }
+    }
+
+    /// The claims of a Cognito access token: `client_id` and no `aud`.
+    fn cognito_access() -> Value {
+        json!({
+            "sub": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
+            "iss": POOL,
+            "client_id": CLIENT,
+            "origin_jti": "f1c2d3e4-0000-4000-8000-000000000001",
+            "event_id": "e1c2d3e4-0000-4000-8000-000000000002",
+            "token_use": "access",
+            "scope": "pets/read pets/write openid email",
+            "auth_time": NOW - 60,
+            "cognito:groups": ["editor"],
+            "exp": NOW + 3600,
+            "iat": NOW - 60,
+            "jti": "a1c2d3e4-0000-4000-8000-000000000003",
+            "username": "alice",
+        })
+    }
+
+    /// The claims of a Cognito ID token: `aud` = the client id.
+    fn cognito_id() -> Value {
+        json!({
+            "sub": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
+            "iss": POOL,
+            "aud": CLIENT,
+            "token_use": "id",
+            "cognito:groups": ["editor"],
+            "cognito:username": "alice",
+            "email": "alice@example.com",
+            "email_verified": true,
+            "auth_time": NOW - 60,
+            "exp": NOW + 3600,
+            "iat": NOW - 60,
+            "jti": "b1c2d3e4-0000-4000-8000-000000000004",
+        })
+    }
+
+    fn changed(mut claims: Value, changes: Value) -> Value {
+        for (k, v) in changes.as_object().unwrap() {
+            if v.is_null() {
+                claims.as_object_mut().unwrap().remove(k);
+            } else {
+                claims[k] = v.clone();
+            }
+        }
+        claims
+    }
+
+    fn signed(claims: &Value) -> String {
+        mint(rsa(), Algorithm::RS256, Some("rsa-1"), claims)
+    }
+
+    #[tokio::test]
+    async fn a_cognito_access_token_is_accepted_by_its_client_id() {
+        let verified = cognito_setup(&[])
+            .check(&signed(&cognito_access()))
+            .await
+            .unwrap();
+        assert_eq!(verified.sub(), "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee");
+        assert_eq!(verified.get("cognito:groups"), Some(&json!(["editor"])));
+        assert_eq!(
+            verified.get("scope"),
+            Some(&json!("pets/read pets/write openid email"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_client_id_that_is_not_configured_is_refused() {
+        let err = cognito_setup(&[])
+            .check(&signed(&changed(
+                cognito_access(),
+                json!({"client_id": "7other0client0of0the0pool"}),
+            )))
+            .await
+            .unwrap_err();
+        assert_eq!(err, "client id `7other0client0of0the0pool` is not accepted");
+    }
+
+    #[tokio::test]
+    async fn a_client_id_that_is_not_a_string_is_refused() {
+        let setup = cognito_setup(&[]);
+        for client_id in [
+            json!([CLIENT]),
+            json!(7),
+            json!({"id": CLIENT}),
+            json!(true),
+        ] {
+            let err = setup
+                .check(&signed(&changed(
+                    cognito_access(),
+                    json!({ "client_id": client_id }),
+                )))
+                .await
+                .unwrap_err();
+            assert_eq!(err, "claim `client_id` is invalid: it is not a string");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_token_with_neither_aud_nor_client_id_is_refused() {
+        let err = cognito_setup(&[])
+            .check(&signed(&changed(
+                cognito_access(),
+                json!({"client_id": null}),
+            )))
+            .await
+            .unwrap_err();
+        assert_eq!(err, "claim `aud` or `client_id` is required");
+    }
+
+    #[tokio::test]
+    async fn a_client_id_only_token_without_token_use_is_refused() {
+        let err = cognito_setup(&[])
+            .check(&signed(&changed(
+                cognito_access(),
+                json!({"token_use": null}),
+            )))
+            .await
+            .unwrap_err();
+        assert_eq!(err, "claim `token_use` is required");
+    }
+
+    #[tokio::test]
+    async fn a_token_use_that_is_not_a_string_is_refused() {
+        let setup = cognito_setup(&[]);
+        for token_use in [json!(["access"]), json!(1), json!(true), json!({})] {
+            let err = setup
+                .check(&signed(&changed(
+                    cognito_access(),
+                    json!({ "token_use": token_use }),
+                )))
+                .await
+                .unwrap_err();
+            assert_eq!(err, "claim `token_use` is invalid: it is not a string");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_id_token_is_refused_where_access_tokens_are_expected_even_with_our_aud() {
+        // The ID token names the client in `aud`, which matches: `token_use` still refuses it.
+        let err = cognito_setup(&[])
+            .check(&signed(&cognito_id()))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            "claim `token_use` is `id`, but `CEDARGATE_TOKEN_USE` accepts `access`"
+        );
+        // Also when the ID token's client id is configured as an audience.
+        let err = cognito_setup(&[("CEDARGATE_AUDIENCE", CLIENT)])
+            .check(&signed(&cognito_id()))
+            .await
+            .unwrap_err();
+        assert!(
+            err.contains("`CEDARGATE_TOKEN_USE` accepts `access`"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_id_token_is_accepted_by_its_aud_when_token_use_is_id() {
+        let setup = cognito_setup(&[("CEDARGATE_TOKEN_USE", "id")]);
+        let verified = setup.check(&signed(&cognito_id())).await.unwrap();
+        assert_eq!(verified.get("email"), Some(&json!("alice@example.com")));
+        // `aud` may be an array that contains the client id.
+        let listed = changed(cognito_id(), json!({"aud": ["x", CLIENT]}));
+        assert!(setup.check(&signed(&listed)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_access_token_is_refused_when_token_use_is_id() {
+        // Never both at once: configuring ID tokens turns access tokens away.
+        let err = cognito_setup(&[("CEDARGATE_TOKEN_USE", "id")])
+            .check(&signed(&cognito_access()))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            "claim `token_use` is `access`, but `CEDARGATE_TOKEN_USE` accepts `id`"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_id_token_matched_by_client_id_in_aud_must_carry_token_use() {
+        // An ID token of an issuer without `token_use` (aud = the client id) is not mistaken
+        // for an access token: only `token_use` says which kind a client's token is.
+        let setup = cognito_setup(&[("CEDARGATE_TOKEN_USE", "id")]);
+        let err = setup
+            .check(&signed(&changed(cognito_id(), json!({"token_use": null}))))
+            .await
+            .unwrap_err();
+        assert_eq!(err, "claim `token_use` is required");
+        let err = cognito_setup(&[])
+            .check(&signed(&changed(cognito_id(), json!({"token_use": null}))))
+            .await
+            .unwrap_err();
+        assert_eq!(err, "claim `token_use` is required");
+    }
+
+    #[tokio::test]
+    async fn an_aud_that_is_not_ours_decides_even_beside_our_client_id() {
+        // `aud` names who the token is for; `client_id` only who asked for it.
+        let setup = cognito_setup(&[("CEDARGATE_AUDIENCE", AUD)]);
+        for aud in [
+            json!("https://other-api.example"),
+            json!([]),
+            json!(["x", "y"]),
+        ] {
+            let token = signed(&changed(cognito_access(), json!({ "aud": aud })));
+            let err = setup.check(&token).await.unwrap_err();
+            assert!(
+                err.starts_with("no audience of the token is accepted"),
+                "{err}"
+            );
+        }
+        // A malformed `aud` is not passed over for `client_id` either.
+        let token = signed(&changed(cognito_access(), json!({"aud": 7})));
+        let err = setup.check(&token).await.unwrap_err();
+        assert!(err.contains("claim `aud` is invalid"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_token_with_our_aud_and_our_client_id_is_accepted_by_its_aud() {
+        // Accepted through the configured audience: `token_use` may be absent, as for Auth0.
+        let setup = cognito_setup(&[("CEDARGATE_AUDIENCE", AUD)]);
+        let both = changed(cognito_access(), json!({"aud": AUD, "token_use": null}));
+        assert!(setup.check(&signed(&both)).await.is_ok());
+        // When present, it must still be the configured kind.
+        let id = changed(cognito_access(), json!({"aud": AUD, "token_use": "id"}));
+        let err = setup.check(&signed(&id)).await.unwrap_err();
+        assert!(err.contains("`CEDARGATE_TOKEN_USE`"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn without_configured_client_ids_a_client_id_alone_is_not_enough() {
+        // Only `CEDARGATE_AUDIENCE`: a Cognito access token whose client id happens to equal
+        // a configured audience is still refused, `aud` stays required.
+        let setup = Setup {
+            verifier: Verifier::new(
+                &{
+                    let mut c = cfg("RS256");
+                    c.issuers = vec![POOL.to_owned()];
+                    c.audiences = vec![CLIENT.to_owned()];
+                    c
+                },
+                Arc::new(
+                    KeyStore::from_jwks_json(&jwks(&[jwk(rsa(), json!({"kid": "rsa-1"}))]))
+                        .unwrap(),
+                ),
+            ),
+        };
+        let err = setup.check(&signed(&cognito_access())).await.unwrap_err();
+        assert_eq!(err, "claim `aud` is required");
+    }
+
+    #[tokio::test]
+    async fn with_audience_only_tokens_without_token_use_are_unchanged_but_a_token_use_must_match()
+    {
+        let setup = rsa_setup();
+        // The Auth0-shaped token of the other tests carries no `token_use`.
+        assert!(setup.check(&signed(&claims())).await.is_ok());
+        assert!(setup
+            .check(&signed(&with(json!({"token_use": "access"}))))
+            .await
+            .is_ok());
+        for (token_use, want) in [
+            (json!("id"), "claim `token_use` is `id`, but"),
+            (json!("refresh"), "claim `token_use` is `refresh`, but"),
+            (json!(["access"]), "claim `token_use` is invalid"),
+        ] {
+            let err = setup
+                .check(&signed(&with(json!({ "token_use": token_use }))))
+                .await
+                .unwrap_err();
+            assert!(err.contains(want), "{want}: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn cognito_errors_show_token_values_escaped_and_bounded() {
+        let setup = cognito_setup(&[]);
+        let long = "c".repeat(100);
+        for value in ["a\nb\u{202e}", long.as_str()] {
+            for claims in [
+                changed(cognito_access(), json!({ "client_id": value })),
+                changed(cognito_access(), json!({ "token_use": value })),
+            ] {
+                let token = signed(&claims);
+                let err = setup.check(&token).await.unwrap_err();
+                assert!(!err.contains('\n') && !err.contains(value), "{err}");
+                assert!(!err.contains(token.rsplit_once('.').unwrap().1), "{err}");
+            }
+        }
     }
 
     #[test]

@@ -17,6 +17,8 @@ use jsonwebtoken::Algorithm;
 pub enum ConfigError {
     #[error("`{0}` is required but not set")]
     Missing(&'static str),
+    #[error("at least one of `{0}` and `{1}` is required, but neither is set")]
+    MissingOneOf(&'static str, &'static str),
     #[error("`{name}` is invalid: {reason}")]
     Invalid { name: &'static str, reason: String },
 }
@@ -63,6 +65,8 @@ impl Env for BTreeMap<&str, &str> {
 pub const KNOWN_VARIABLES: &[&str] = &[
     "CEDARGATE_ISSUER",
     "CEDARGATE_AUDIENCE",
+    "CEDARGATE_CLIENT_ID",
+    "CEDARGATE_TOKEN_USE",
     "CEDARGATE_JWKS_URL",
     "CEDARGATE_JWKS_FILE",
     "CEDARGATE_PUBLIC_KEY_FILE",
@@ -123,6 +127,14 @@ fn list(env: &dyn Env, name: &'static str) -> Result<Vec<String>, ConfigError> {
         return Err(invalid(name, "the list is empty"));
     }
     Ok(items)
+}
+
+/// A list that may be unset (empty); set, it must name at least one item.
+fn optional_list(env: &dyn Env, name: &'static str) -> Result<Vec<String>, ConfigError> {
+    match list(env, name) {
+        Err(ConfigError::Missing(_)) => Ok(Vec::new()),
+        other => other,
+    }
 }
 
 fn seconds(
@@ -262,13 +274,56 @@ fn algorithms(env: &dyn Env) -> Result<Vec<Algorithm>, ConfigError> {
     Ok(out)
 }
 
+/// Which kind of token the API accepts, as a Cognito token's `token_use` claim names it
+/// (`CEDARGATE_TOKEN_USE`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TokenUse {
+    /// Access tokens: what an API is meant to receive (RFC 9068's reasoning: an ID token tells
+    /// a client who signed in; it is not a grant to call an API).
+    #[default]
+    Access,
+    /// ID tokens, for a user pool whose API is called with them on purpose.
+    Id,
+}
+
+impl TokenUse {
+    /// The value of the `token_use` claim.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Access => "access",
+            Self::Id => "id",
+        }
+    }
+}
+
+fn token_use(env: &dyn Env) -> Result<TokenUse, ConfigError> {
+    const NAME: &str = "CEDARGATE_TOKEN_USE";
+    // One value, never a list: accepting both kinds of token at once is the ID-token-for-an-API
+    // confusion this setting exists to prevent.
+    match value(env, NAME).as_deref() {
+        None | Some("access") => Ok(TokenUse::Access),
+        Some("id") => Ok(TokenUse::Id),
+        Some(other) => Err(invalid(
+            NAME,
+            format!("`{other}` is neither `access` nor `id`"),
+        )),
+    }
+}
+
 /// Everything token verification needs.
 #[derive(Debug, Clone)]
 pub struct JwtConfig {
     /// Accepted `iss` values, compared as exact strings (Auth0's trailing `/` included).
     pub issuers: Vec<String>,
-    /// Accepted `aud` values; a token must name at least one.
+    /// Accepted `aud` values (`CEDARGATE_AUDIENCE`); may be empty when `client_ids` is not.
     pub audiences: Vec<String>,
+    /// Accepted OAuth client ids (`CEDARGATE_CLIENT_ID`): a token without `aud` is for this
+    /// API when its `client_id` is one of them (Cognito access tokens), and an `aud` equal to
+    /// one matches too (Cognito ID tokens). `audiences` and `client_ids` are never both empty.
+    pub client_ids: Vec<String>,
+    /// The `token_use` a token must carry when it carries one, and must carry when only a
+    /// client id made it ours.
+    pub token_use: TokenUse,
     /// Explicit JWKS URL; when absent (and no file or PEM key is given) the JWKS URL comes from
     /// OIDC discovery of the (first) issuer.
     pub jwks_url: Option<reqwest::Url>,
@@ -293,7 +348,17 @@ pub struct JwtConfig {
 impl JwtConfig {
     pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
         let issuers = list(env, "CEDARGATE_ISSUER")?;
-        let audiences = list(env, "CEDARGATE_AUDIENCE")?;
+        let audiences = optional_list(env, "CEDARGATE_AUDIENCE")?;
+        let client_ids = optional_list(env, "CEDARGATE_CLIENT_ID")?;
+        // Without either, every token of the issuer would be for this API, whichever
+        // application it was minted for.
+        if audiences.is_empty() && client_ids.is_empty() {
+            return Err(ConfigError::MissingOneOf(
+                "CEDARGATE_AUDIENCE",
+                "CEDARGATE_CLIENT_ID",
+            ));
+        }
+        let token_use = token_use(env)?;
         let jwks_url = value(env, "CEDARGATE_JWKS_URL")
             .map(|raw| parse_fetch_url("CEDARGATE_JWKS_URL", &raw))
             .transpose()?;
@@ -309,6 +374,8 @@ impl JwtConfig {
         Ok(Self {
             issuers,
             audiences,
+            client_ids,
+            token_use,
             jwks_url,
             jwks_file,
             public_key_file,
@@ -558,17 +625,91 @@ mod tests {
     }
 
     #[test]
-    fn issuer_and_audience_are_required_and_named() {
+    fn issuer_and_an_audience_or_client_id_are_required_and_named() {
         let e = env(&[("CEDARGATE_AUDIENCE", "a")]);
         assert_eq!(
             JwtConfig::from_env(&e).unwrap_err(),
             ConfigError::Missing("CEDARGATE_ISSUER")
         );
         let e = env(&[("CEDARGATE_ISSUER", "https://x/")]);
+        let err = JwtConfig::from_env(&e).unwrap_err();
         assert_eq!(
-            JwtConfig::from_env(&e).unwrap_err(),
-            ConfigError::Missing("CEDARGATE_AUDIENCE")
+            err,
+            ConfigError::MissingOneOf("CEDARGATE_AUDIENCE", "CEDARGATE_CLIENT_ID")
         );
+        assert_eq!(
+            err.to_string(),
+            "at least one of `CEDARGATE_AUDIENCE` and `CEDARGATE_CLIENT_ID` is required, but neither is set"
+        );
+        // Blank counts as unset, for both.
+        let e = env(&[
+            ("CEDARGATE_ISSUER", "https://x/"),
+            ("CEDARGATE_AUDIENCE", " "),
+            ("CEDARGATE_CLIENT_ID", ""),
+        ]);
+        assert!(matches!(
+            JwtConfig::from_env(&e),
+            Err(ConfigError::MissingOneOf(..))
+        ));
+    }
+
+    #[test]
+    fn a_client_id_alone_is_enough_and_access_tokens_are_the_default() {
+        let e = env(&[
+            (
+                "CEDARGATE_ISSUER",
+                "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Ab12",
+            ),
+            ("CEDARGATE_CLIENT_ID", " 1example23456789, 2other "),
+        ]);
+        let c = JwtConfig::from_env(&e).unwrap();
+        assert!(c.audiences.is_empty());
+        assert_eq!(c.client_ids, vec!["1example23456789", "2other"]);
+        assert_eq!(c.token_use, TokenUse::Access);
+        // And an audience alone keeps the default too.
+        let c = JwtConfig::from_env(&env(&[
+            ("CEDARGATE_ISSUER", "https://x/"),
+            ("CEDARGATE_AUDIENCE", "api"),
+        ]))
+        .unwrap();
+        assert!(c.client_ids.is_empty());
+        assert_eq!(c.token_use, TokenUse::Access);
+    }
+
+    #[test]
+    fn a_client_id_list_of_only_commas_is_refused_and_named() {
+        let e = env(&[
+            ("CEDARGATE_ISSUER", "https://x/"),
+            ("CEDARGATE_AUDIENCE", "api"),
+            ("CEDARGATE_CLIENT_ID", " , "),
+        ]);
+        let err = JwtConfig::from_env(&e).unwrap_err().to_string();
+        assert!(
+            err.contains("CEDARGATE_CLIENT_ID") && err.contains("empty"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn token_use_is_access_or_id_and_nothing_else() {
+        let with = |v: &'static str| {
+            JwtConfig::from_env(&env(&[
+                ("CEDARGATE_ISSUER", "https://x/"),
+                ("CEDARGATE_CLIENT_ID", "c"),
+                ("CEDARGATE_TOKEN_USE", v),
+            ]))
+        };
+        assert_eq!(with("access").unwrap().token_use, TokenUse::Access);
+        assert_eq!(with(" id ").unwrap().token_use, TokenUse::Id);
+        assert_eq!(with("").unwrap().token_use, TokenUse::Access);
+        // Both at once, other spellings and other kinds are configuration errors.
+        for bad in ["access,id", "ID", "Access", "both", "refresh", "*"] {
+            let err = with(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("CEDARGATE_TOKEN_USE") && err.contains(&format!("`{bad}`")),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

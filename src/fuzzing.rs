@@ -116,6 +116,8 @@ fn signer() -> &'static Signer {
         let cfg = JwtConfig {
             issuers: vec![ISSUER.to_owned()],
             audiences: vec![AUDIENCE.to_owned()],
+            client_ids: Vec::new(),
+            token_use: crate::config::TokenUse::Access,
             jwks_url: None,
             jwks_file: None,
             public_key_file: None,

@@ -169,8 +169,9 @@ fn token_claims(raw: &str, unverified: bool) -> Result<(VerifiedClaims, ClaimsOr
     {
         return Err(Failure::Error(
             "cannot verify the token without `CEDARGATE_ISSUER`: set it, `CEDARGATE_AUDIENCE` \
-             and the key settings as for the authorizer, or pass `--unverified` to decode the \
-             claims WITHOUT checking signature, issuer, audience or expiry"
+             (or `CEDARGATE_CLIENT_ID`) and the key settings as for the authorizer, or pass \
+             `--unverified` to decode the claims WITHOUT checking signature, issuer, audience \
+             or expiry"
                 .to_owned(),
         ));
     }

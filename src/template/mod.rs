@@ -700,12 +700,17 @@ impl Template {
                     ));
                 }
             }
-            for required in ["CEDARGATE_ISSUER", "CEDARGATE_AUDIENCE"] {
-                if !vars.contains_key(required) {
-                    f.errors.push(format!(
-                        "{file}: function `{id}` does not set `{required}`, which the authorizer needs"
-                    ));
-                }
+            if !vars.contains_key("CEDARGATE_ISSUER") {
+                f.errors.push(format!(
+                    "{file}: function `{id}` does not set `CEDARGATE_ISSUER`, which the authorizer needs"
+                ));
+            }
+            // Which tokens are for this API: by audience, by client id (Cognito), or both.
+            if !vars.contains_key("CEDARGATE_AUDIENCE") && !vars.contains_key("CEDARGATE_CLIENT_ID")
+            {
+                f.errors.push(format!(
+                    "{file}: function `{id}` sets neither `CEDARGATE_AUDIENCE` nor `CEDARGATE_CLIENT_ID`, one of which the authorizer needs"
+                ));
             }
             for grant in s3_grants(r) {
                 if grant.actions.iter().any(|a| a != "s3:GetObject") || !grant.one_object {
@@ -956,13 +961,28 @@ Resources:
             all.contains("`CEDARGATE_AUDIENCES`, which cedargate does not read"),
             "{all}"
         );
-        assert!(all.contains("does not set `CEDARGATE_AUDIENCE`"), "{all}");
+        assert!(
+            all.contains("sets neither `CEDARGATE_AUDIENCE` nor `CEDARGATE_CLIENT_ID`"),
+            "{all}"
+        );
         assert_eq!(f.warnings.len(), 1, "{:?}", f.warnings);
         let literal = SHORT.replace("ReauthorizeEvery: !Ref Ttl", "ReauthorizeEvery: 4000");
         let f = Template::parse("t.yaml", &literal)
             .unwrap()
             .check_routes_only(&table(&["GET /pets", "ANY /pets/{petId}"]));
         assert!(f.errors.iter().any(|e| e.contains("4000 s")), "{f:?}");
+    }
+
+    #[test]
+    fn a_client_id_alone_names_the_tokens_for_the_api() {
+        let cognito = SHORT.replace("CEDARGATE_AUDIENCE: aud", "CEDARGATE_CLIENT_ID: client");
+        let f = Template::parse("t.yaml", &cognito)
+            .unwrap()
+            .check_routes_only(&table(&["GET /pets", "ANY /pets/{petId}"]));
+        assert!(
+            !f.errors.iter().any(|e| e.contains("CEDARGATE_CLIENT_ID")),
+            "{f:?}"
+        );
     }
 
     #[test]
