@@ -3,7 +3,9 @@
 //! identity sources, WebSocket `$connect`, REST TOKEN and REQUEST) with real tokens put in
 //! where API Gateway puts them, answered with the response shape each flavour needs — IAM
 //! policies (route-wide, or `$connect` alone), simple responses where the cache is keyed on the
-//! route, flat or nested context, and usage plan keys from claims only.
+//! route, flat or nested context, and usage plan keys from claims only. Amazon Cognito tokens
+//! against `examples/cognito`: access tokens by `client_id`, ID tokens only with
+//! `CEDARGATE_TOKEN_USE=id`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -14,9 +16,10 @@
 mod common;
 
 use common::{
-    allows, arn, env_for, fixture, gateway_bundle, mint, output_with_stdin, resources,
-    rest_request_event, rest_token_event, v1_event, v2_event, v2_uncached_event, ws_arn, ws_event,
-    InvokePipe, GOLD_KEY, PLAN, ROLES, STANDARD_KEY,
+    allows, arn, cognito_access_claims, cognito_env, cognito_id_claims, demo_arn, env_for, fixture,
+    gateway_bundle, mint, output_with_stdin, resources, rest_request_event, rest_token_event, sign,
+    token_event, v1_event, v2_event, v2_uncached_event, ws_arn, ws_event, InvokePipe, GOLD_KEY,
+    PLAN, ROLES, STANDARD_KEY,
 };
 use serde_json::{json, Value};
 
@@ -445,4 +448,116 @@ fn a_policy_reading_a_fact_the_cache_key_lacks_is_logged_once_per_bundle() {
     pipe.send(&rest_request_event(&reader(), "GET/pets", "198.51.100.7"));
     settle(&pipe, 7);
     assert_eq!(count(&pipe, "fact_not_in_cache_key"), 2);
+}
+
+/// The routes of the demo API (`examples/cognito` has the same ones), as `VERB/path` on the
+/// demo ARN, that a Cognito `editor` reaches.
+const EDITOR_ALLOWED: [&str; 7] = [
+    "POST/api/private",
+    "GET/pets",
+    "GET/pets/search",
+    "GET/pets/42",
+    "GET/pets/42/photos/a/b.jpg",
+    "POST/pets",
+    "PUT/pets/42",
+];
+const EDITOR_DENIED: [&str; 4] = [
+    "DELETE/pets/42",
+    "GET/admin/users",
+    "GET/admin/settings",
+    "GET/reports/7",
+];
+
+/// Whether the pipe logs `needle` within a few seconds (the log is read beside the answers).
+fn logs_soon(pipe: &InvokePipe, needle: &str) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !pipe.logged(needle) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    pipe.logged(needle)
+}
+
+fn assert_editor_routes(r: &Value) {
+    let doc = &r["policyDocument"];
+    for route in EDITOR_ALLOWED {
+        assert!(allows(doc, &demo_arn(route)), "{route}: {doc}");
+    }
+    for route in EDITOR_DENIED {
+        assert!(!allows(doc, &demo_arn(route)), "{route}: {doc}");
+    }
+}
+
+#[test]
+fn a_cognito_access_token_is_accepted_by_its_client_id_and_mapped_by_the_cognito_bundle() {
+    let mut pipe = InvokePipe::start(&cognito_env(&[]));
+    let access = sign(&cognito_access_claims(json!({})));
+    let r = pipe.send(&token_event(&access, "GET/pets/42"));
+    assert_eq!(
+        r["principalId"], "0b6e1c1a-0000-4000-8000-000000000003",
+        "{r}"
+    );
+    assert_editor_routes(&r);
+    // REST context values are flat: the groups array travels as JSON text.
+    assert_eq!(r["context"]["cognito:groups"], json!("[\"editor\"]"), "{r}");
+    assert_eq!(r["context"]["username"], "editor", "{r}");
+    // Resource server scopes: `reports/read` opens the reports, `pets/delete` lets the admin
+    // group delete.
+    let admin = sign(&cognito_access_claims(json!({
+        "cognito:groups": ["admin"],
+        "scope": "pets/read pets/write pets/delete reports/read",
+    })));
+    let doc = pipe.send(&token_event(&admin, "DELETE/pets/42"))["policyDocument"].clone();
+    for route in ["DELETE/pets/42", "GET/admin/settings", "GET/reports/7"] {
+        assert!(allows(&doc, &demo_arn(route)), "{route}: {doc}");
+    }
+    // Another app client of the pool, no `token_use`, an `aud` that is not ours beside our
+    // `client_id`: refused.
+    for refused in [
+        json!({"client_id": "7other0client0of0the0pool"}),
+        json!({"token_use": null}),
+        json!({"aud": "https://other-api.example"}),
+    ] {
+        let token = sign(&cognito_access_claims(refused.clone()));
+        assert!(
+            unauthorized(&pipe.send(&token_event(&token, "GET/pets"))),
+            "{refused}"
+        );
+    }
+}
+
+#[test]
+fn a_cognito_id_token_is_refused_unless_token_use_is_id_and_then_access_tokens_are() {
+    let id = sign(&cognito_id_claims(json!({})));
+    let access = sign(&cognito_access_claims(json!({})));
+    // Access tokens by default: the ID token's `aud` is the client id, but it is an ID token.
+    let mut pipe = InvokePipe::start(&cognito_env(&[]));
+    assert!(unauthorized(&pipe.send(&token_event(&id, "GET/pets"))));
+    assert!(logs_soon(&pipe, "`CEDARGATE_TOKEN_USE` accepts `access`"));
+    drop(pipe);
+    // ID tokens with `CEDARGATE_TOKEN_USE=id`, and then never access tokens.
+    let mut pipe = InvokePipe::start(&cognito_env(&[("CEDARGATE_TOKEN_USE", "id")]));
+    let r = pipe.send(&token_event(&id, "GET/pets"));
+    assert_eq!(
+        r["principalId"], "0b6e1c1a-0000-4000-8000-000000000003",
+        "{r}"
+    );
+    assert_editor_routes(&r);
+    assert!(unauthorized(&pipe.send(&token_event(&access, "GET/pets"))));
+    assert!(logs_soon(&pipe, "`CEDARGATE_TOKEN_USE` accepts `id`"));
+}
+
+#[test]
+fn an_invalid_token_use_is_a_configuration_error_that_names_the_variable() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cedargate"))
+        .arg("invoke")
+        .envs(cognito_env(&[("CEDARGATE_TOKEN_USE", "access,id")]))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("CEDARGATE_TOKEN_USE") && err.contains("`access,id`"),
+        "{err}"
+    );
 }
