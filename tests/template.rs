@@ -147,6 +147,31 @@ fn the_authorizer_function_reads_known_variables_and_one_object() {
 }
 
 #[test]
+fn the_authorizer_takes_an_audience_or_a_cognito_client_id_and_one_token_use() {
+    let t = template();
+    let params = &t.as_json()["Parameters"];
+    // Either may be left empty (empty means unset), but not both: a rule refuses that.
+    assert_eq!(params["Audience"]["Default"], "");
+    assert_eq!(params["ClientId"]["Default"], "");
+    let rule = t.as_json()["Rules"]["AudienceOrClientId"]["Assertions"][0]["Assert"].to_string();
+    assert!(
+        rule.contains(r#"{"Ref":"Audience"}"#) && rule.contains(r#"{"Ref":"ClientId"}"#),
+        "{rule}"
+    );
+    // Access tokens unless the deployment says ID tokens; never a list of both.
+    assert_eq!(params["TokenUse"]["Default"], "access");
+    assert_eq!(params["TokenUse"]["AllowedValues"], json!(["access", "id"]));
+    let vars = &resource(&t, "AuthorizerFunction")["Properties"]["Environment"]["Variables"];
+    for (var, param) in [
+        ("CEDARGATE_AUDIENCE", "Audience"),
+        ("CEDARGATE_CLIENT_ID", "ClientId"),
+        ("CEDARGATE_TOKEN_USE", "TokenUse"),
+    ] {
+        assert_eq!(vars[var], json!({ "Ref": param }), "{var}");
+    }
+}
+
+#[test]
 fn the_policy_bucket_is_versioned_encrypted_and_private() {
     let t = template();
     let b = &resource(&t, "PolicyBucket")["Properties"];
@@ -217,7 +242,13 @@ fn the_rest_api_uses_a_request_authorizer_keyed_on_token_and_address_with_cors_o
         .contains("*=${StandardApiKeyValue}"));
     let plan = &resource(&t, "StandardUsagePlan")["Properties"];
     assert_eq!(plan["ApiStages"][0]["ApiId"], json!({"Ref": "Api"}));
-    for p in ["Issuer", "Audience", "AuthorizerCacheTtl"] {
+    for p in [
+        "Issuer",
+        "Audience",
+        "ClientId",
+        "TokenUse",
+        "AuthorizerCacheTtl",
+    ] {
         assert!(t.as_json()["Parameters"][p].is_object(), "{p}");
     }
     for o in [
