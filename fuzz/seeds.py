@@ -4,7 +4,7 @@ Usage: python3 fuzz/seeds.py [CORPUS_DIR]   (default fuzz/corpus; one directory 
 
 Every seed is a real input of its kind: the AWS sample authorizer events and the reference
 workloads' events (event, arn), their bearer tokens and token payloads (bearer, signed_claims),
-the Wycheproof JWS and JWK vectors (bearer, jwks), the repository's bundles as published objects
+the Wycheproof JWS and JWK vectors (bearer, jwks), the repository's bundles and examples as published objects
 (published) and its policy-test files (policy_tests). The IAM target reads structured bytes and
 starts from nothing.
 """
@@ -91,6 +91,7 @@ def main():
     bundles = [ROOT] + sorted(p for p in (ROOT / "tests" / "bundles").glob("*/*") if p.is_dir())
     bundles += sorted(p for p in (ROOT / "tests" / "bundles").glob("*") if (p / "schema").is_dir())
     bundles += sorted(p for p in SHARED.glob("bench/*") if (p / "schema").is_dir())
+    bundles += sorted(p for p in (ROOT / "examples").glob("*") if (p / "schema").is_dir())
     for root in bundles:
         files = bundle_files(root)
         if files:
