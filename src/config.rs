@@ -394,14 +394,63 @@ impl JwtConfig {
 pub enum PolicySource {
     /// A bundle directory (`schema/`, `policies/`, …).
     Dir(PathBuf),
-    /// A published bundle object.
-    S3 { bucket: String, key: String },
+    /// A published bundle object; with `version`, that one version of it (pinned), else the
+    /// current one.
+    S3 {
+        bucket: String,
+        key: String,
+        version: Option<String>,
+    },
+}
+
+/// The longest S3 version id accepted (S3's own are far shorter; this only bounds input).
+const MAX_VERSION_ID: usize = 1024;
+
+/// Checks the version id of `s3://bucket/key?versionId=ID`.
+fn version_id(name: &'static str, raw: &str, query: &str) -> Result<String, ConfigError> {
+    let Some(id) = query.strip_prefix("versionId=") else {
+        return Err(invalid(
+            name,
+            format!("`{raw}`: the only query understood is `?versionId=VERSION_ID`"),
+        ));
+    };
+    if id.is_empty() {
+        return Err(invalid(name, format!("`{raw}` has an empty versionId")));
+    }
+    if id.len() > MAX_VERSION_ID {
+        return Err(invalid(
+            name,
+            format!("`{raw}`: the versionId is over {MAX_VERSION_ID} characters"),
+        ));
+    }
+    // Ids are taken as S3 prints them. `%` would be a URL-encoded copy (S3 would answer "no
+    // such version" and the reason would be hard to see); `&`, `?`, `#` and whitespace would
+    // be a second parameter or a pasting accident, never part of an id.
+    if let Some(c) = id
+        .chars()
+        .find(|c| !c.is_ascii_graphic() || matches!(c, '%' | '&' | '?' | '#'))
+    {
+        return Err(invalid(
+            name,
+            format!(
+                "`{raw}`: the versionId contains `{}`; give the id exactly as S3 lists it, not URL-encoded",
+                c.escape_default()
+            ),
+        ));
+    }
+    Ok(id.to_owned())
 }
 
 impl PolicySource {
     pub fn parse(name: &'static str, raw: &str) -> Result<Self, ConfigError> {
         if let Some(rest) = raw.strip_prefix("s3://") {
-            let (bucket, key) = rest
+            // A `?` ends the key: a key with a `?` in it cannot be named here, which is
+            // better than guessing where a version id begins.
+            let (path, version) = match rest.split_once('?') {
+                Some((path, query)) => (path, Some(version_id(name, raw, query)?)),
+                None => (rest, None),
+            };
+            let (bucket, key) = path
                 .split_once('/')
                 .ok_or_else(|| invalid(name, format!("`{raw}` has no key; use s3://bucket/key")))?;
             if bucket.is_empty() || key.is_empty() {
@@ -413,12 +462,13 @@ impl PolicySource {
             return Ok(Self::S3 {
                 bucket: bucket.to_owned(),
                 key: key.to_owned(),
+                version,
             });
         }
         if raw.contains("://") {
             return Err(invalid(
                 name,
-                format!("`{raw}` is neither a directory nor s3://bucket/key"),
+                format!("`{raw}` is neither a directory nor s3://bucket/key[?versionId=ID]"),
             ));
         }
         Ok(Self::Dir(PathBuf::from(raw)))
@@ -429,7 +479,17 @@ impl std::fmt::Display for PolicySource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Dir(p) => write!(f, "{}", p.display()),
-            Self::S3 { bucket, key } => write!(f, "s3://{bucket}/{key}"),
+            Self::S3 {
+                bucket,
+                key,
+                version,
+            } => {
+                write!(f, "s3://{bucket}/{key}")?;
+                match version {
+                    Some(v) => write!(f, "?versionId={v}"),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }
@@ -898,9 +958,41 @@ mod tests {
             PolicySource::parse("X", "s3://b/k/v.json").unwrap(),
             PolicySource::S3 {
                 bucket: "b".into(),
-                key: "k/v.json".into()
+                key: "k/v.json".into(),
+                version: None,
             }
         );
+        let pinned = PolicySource::parse("X", "s3://b/k.json?versionId=3HL4kq+rm/S.x_-=").unwrap();
+        assert_eq!(
+            pinned,
+            PolicySource::S3 {
+                bucket: "b".into(),
+                key: "k.json".into(),
+                version: Some("3HL4kq+rm/S.x_-=".into()),
+            }
+        );
+        assert_eq!(
+            pinned.to_string(),
+            "s3://b/k.json?versionId=3HL4kq+rm/S.x_-="
+        );
+        for (bad, needle) in [
+            ("s3://b/k?versionId=", "empty versionId"),
+            ("s3://b/k?version=abc", "only query understood"),
+            ("s3://b/k?versionId=a%2Bb", "not URL-encoded"),
+            ("s3://b/k?versionId=a&x=1", "not URL-encoded"),
+            ("s3://b/k?versionId=a b", "not URL-encoded"),
+            ("s3://b?versionId=abc", "no key"),
+        ] {
+            let err = PolicySource::parse("CEDARGATE_POLICY_SOURCE", bad)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("CEDARGATE_POLICY_SOURCE") && err.contains(needle),
+                "{bad}: {err}"
+            );
+        }
+        let long = format!("s3://b/k?versionId={}", "a".repeat(MAX_VERSION_ID + 1));
+        assert!(PolicySource::parse("X", &long).is_err());
         assert_eq!(
             PolicySource::parse("X", ".").unwrap(),
             PolicySource::Dir(".".into())

@@ -7,10 +7,12 @@ mod explain;
 mod invoke;
 mod lambda;
 mod publish;
+mod rollback;
 mod serve;
 mod token;
 mod test;
 mod validate;
+mod versions;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -41,6 +43,10 @@ enum Command {
     Validate(validate::Args),
     /// Validate the bundle, then upload it to S3 as one self-describing object
     Publish(publish::Args),
+    /// List the published versions of a bundle object: revision, digest, when and from what they were built
+    Versions(versions::Args),
+    /// Make an earlier published version current again, after checking it as the authorizer would
+    Rollback(rollback::Args),
     /// Run API Gateway, the authorizer, a demo backend, a development sign-in and the demo page on 127.0.0.1
     Serve(serve::Args),
     /// Print an access token for a demo user of `serve`'s development issuer (development only)
@@ -124,6 +130,14 @@ pub fn main() -> ExitCode {
         Command::Publish(args) => {
             init_logging("warn");
             publish::run(&args)
+        }
+        Command::Versions(args) => {
+            init_logging("warn");
+            versions::run(&args)
+        }
+        Command::Rollback(args) => {
+            init_logging("warn");
+            rollback::run(&args)
         }
         Command::Serve(args) => {
             init_logging("info");

@@ -22,6 +22,31 @@ pub struct Args {
     out: Option<std::path::PathBuf>,
 }
 
+/// `s3://bucket/key` given as `flag`: the object a bundle is published to (or listed, or
+/// rolled back). A version id has no place here: uploads always make a new version.
+pub(super) fn object_url(flag: &'static str, raw: &str) -> Result<(String, String), ExitCode> {
+    match PolicySource::parse(flag, raw) {
+        Ok(PolicySource::S3 {
+            bucket,
+            key,
+            version: None,
+        }) => Ok((bucket, key)),
+        Ok(PolicySource::S3 {
+            version: Some(_), ..
+        }) => {
+            eprintln!(
+                "cedargate: `{flag}` names the object, without ?versionId= (an upload makes a new version)"
+            );
+            Err(ExitCode::from(1))
+        }
+        Ok(PolicySource::Dir(_)) => {
+            eprintln!("cedargate: `{flag}` must be s3://bucket/key");
+            Err(ExitCode::from(1))
+        }
+        Err(e) => Err(super::config_failure(&e)),
+    }
+}
+
 /// The git revision of the bundle directory, when it is in a git work tree.
 fn git(dir: &Path) -> Option<Git> {
     let run = |args: &[&str]| {
@@ -44,14 +69,10 @@ pub fn run(args: &Args) -> ExitCode {
         Ok(d) => d,
         Err(e) => return super::config_failure(&e),
     };
-    let target = match args.to.as_deref().map(|t| PolicySource::parse("--to", t)) {
+    let target = match args.to.as_deref().map(|t| object_url("--to", t)) {
         None => None,
-        Some(Ok(PolicySource::S3 { bucket, key })) => Some((bucket, key)),
-        Some(Ok(PolicySource::Dir(_))) => {
-            eprintln!("cedargate: `--to` must be s3://bucket/key");
-            return ExitCode::from(1);
-        }
-        Some(Err(e)) => return super::config_failure(&e),
+        Some(Ok(target)) => Some(target),
+        Some(Err(code)) => return code,
     };
     let files = match super::read_bundle(&dir) {
         Ok(f) => f,

@@ -288,7 +288,11 @@ impl Store {
             PolicySource::Dir(path) => {
                 dir::fetch(path, current.as_deref().map(|s| s.digest.as_str())).await
             }
-            PolicySource::S3 { bucket, key } => {
+            PolicySource::S3 {
+                bucket,
+                key,
+                version,
+            } => {
                 let source = self
                     .s3
                     .get_or_init(|| async {
@@ -299,8 +303,11 @@ impl Store {
                         let client = s3::client(bound).await;
                         s3::S3Source::new(
                             client,
-                            bucket.clone(),
-                            key.clone(),
+                            s3::Location {
+                                bucket: bucket.clone(),
+                                key: key.clone(),
+                                version: version.clone(),
+                            },
                             self.max_bundle_bytes,
                             bound,
                         )

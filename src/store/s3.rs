@@ -11,6 +11,10 @@
 //! - One deadline bounds a whole fetch: the request, the SDK's retries and the body.
 //! - The ETag of an object that was refused is remembered too: the same bad object is not
 //!   downloaded again every refresh; a new upload has a new ETag and is fetched.
+//! - A pinned version (`s3://bucket/key?versionId=ID`) is fetched by its id. An S3 object
+//!   version never changes, so once one has been downloaded it is not asked for again: no
+//!   conditional GET, no request at all. A download that failed (no such version, S3 down)
+//!   is retried at the next refresh like any other.
 //! - A custom endpoint (moto, MinIO, LocalStack) gets path-style addressing.
 
 use std::sync::Mutex;
@@ -23,11 +27,36 @@ use super::published::Published;
 use super::Fetched;
 use crate::text::error_chain;
 
+/// An object: `s3://bucket/key`, or one version of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub bucket: String,
+    pub key: String,
+    pub version: Option<String>,
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.key)?;
+        match &self.version {
+            Some(v) => write!(f, "?versionId={v}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// One downloaded object, not yet decoded.
+#[derive(Debug)]
+pub struct Object {
+    pub bytes: Vec<u8>,
+    pub etag: Option<String>,
+    pub version: Option<String>,
+}
+
 #[derive(Debug)]
 pub struct S3Source {
     client: Client,
-    bucket: String,
-    key: String,
+    object: Location,
     max_bytes: usize,
     /// The most one fetch may take, body included.
     timeout: Duration,
@@ -62,17 +91,10 @@ pub async fn client(timeout: Duration) -> Client {
 impl S3Source {
     /// A source of `s3://bucket/key`: objects over `max_bytes` are refused, and a fetch that
     /// takes longer than `timeout` (body included) is given up.
-    pub fn new(
-        client: Client,
-        bucket: String,
-        key: String,
-        max_bytes: usize,
-        timeout: Duration,
-    ) -> Self {
+    pub fn new(client: Client, object: Location, max_bytes: usize, timeout: Duration) -> Self {
         S3Source {
             client,
-            bucket,
-            key,
+            object,
             max_bytes,
             timeout,
             seen: Mutex::new(None),
@@ -80,7 +102,7 @@ impl S3Source {
     }
 
     fn location(&self) -> String {
-        format!("s3://{}/{}", self.bucket, self.key)
+        self.object.to_string()
     }
 
     pub async fn fetch(&self, have_snapshot: bool) -> Result<Fetched, String> {
@@ -101,17 +123,72 @@ impl S3Source {
 
     async fn fetch_unbounded(&self, have_snapshot: bool) -> Result<Fetched, String> {
         let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let mut req = self.client.get_object().bucket(&self.bucket).key(&self.key);
+        if self.object.version.is_some() && seen.is_some() && have_snapshot {
+            // A pinned version is immutable and was downloaded already: whatever is serving
+            // came from it (or it was refused, and would be refused again).
+            return Ok(Fetched::Unchanged);
+        }
         // Without a snapshot, always download: there is nothing to keep serving.
-        if let (Some(etag), true) = (&seen, have_snapshot) {
+        let condition = seen.as_deref().filter(|_| have_snapshot);
+        let Some(object) = self.download(condition).await? else {
+            return Ok(Fetched::Unchanged);
+        };
+        // Remember this object, good or bad, so that it is not downloaded again unchanged.
+        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = object.etag.clone();
+        let bytes = object.bytes;
+        let version = object.version;
+        let (published, files) =
+            Published::decode(&bytes).map_err(|e| format!("{}: {e}", self.location()))?;
+        let origin = Location {
+            version: version.or_else(|| self.object.version.clone()),
+            ..self.object.clone()
+        };
+        let mut origin = origin.to_string();
+        if let Some(git) = &published.built.git {
+            origin.push_str(&format!(
+                " (git {}{})",
+                git.revision,
+                if git.dirty { ", dirty" } else { "" }
+            ));
+        }
+        Ok(Fetched::New { files, origin })
+    }
+}
+
+impl S3Source {
+    /// Downloads the object once, bounded like [`S3Source::fetch`], without decoding it
+    /// (`versions` and `rollback` read old versions this way).
+    pub async fn read(&self) -> Result<Object, String> {
+        match tokio::time::timeout(self.timeout, self.download(None)).await {
+            Ok(Ok(Some(object))) => Ok(object),
+            Ok(Ok(None)) => Err(format!(
+                "{} answered 304 to an unconditional GET",
+                self.location()
+            )),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(format!(
+                "S3 request for {} timed out after {} ms (body included)",
+                self.location(),
+                self.timeout.as_millis()
+            )),
+        }
+    }
+
+    /// One GET, size-capped; `None` when `if_none_match` matched (304).
+    async fn download(&self, if_none_match: Option<&str>) -> Result<Option<Object>, String> {
+        let mut req = self
+            .client
+            .get_object()
+            .bucket(&self.object.bucket)
+            .key(&self.object.key)
+            .set_version_id(self.object.version.clone());
+        if let Some(etag) = if_none_match {
             req = req.if_none_match(etag);
         }
         let out = match req.send().await {
             Ok(o) => o,
-            Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 304 => {
-                return Ok(Fetched::Unchanged)
-            }
-            Err(e) => return Err(describe(&self.location(), &e)),
+            Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 304 => return Ok(None),
+            Err(e) => return Err(self.explain_failure(&e)),
         };
         if let Some(len) = out.content_length() {
             if usize::try_from(len).map_or(true, |l| l > self.max_bytes) {
@@ -124,6 +201,16 @@ impl S3Source {
         }
         let etag = out.e_tag().map(str::to_owned);
         let version = out.version_id().map(str::to_owned);
+        // A pin is a promise about which bytes decide: an answer for another version (a
+        // server ignoring the parameter) must not be taken for it.
+        if let (Some(pinned), Some(got)) = (&self.object.version, &version) {
+            if pinned != got {
+                return Err(format!(
+                    "{} answered with version `{got}` instead",
+                    self.location()
+                ));
+            }
+        }
         let mut body = out.body;
         let mut bytes: Vec<u8> = Vec::new();
         while let Some(chunk) = body
@@ -140,22 +227,28 @@ impl S3Source {
             }
             bytes.extend_from_slice(&chunk);
         }
-        // Remember this object, good or bad, so that it is not downloaded again unchanged.
-        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = etag.clone();
-        let (published, files) =
-            Published::decode(&bytes).map_err(|e| format!("{}: {e}", self.location()))?;
-        let mut origin = self.location();
-        if let Some(v) = version {
-            origin.push_str(&format!("?versionId={v}"));
+        Ok(Some(Object {
+            bytes,
+            etag,
+            version,
+        }))
+    }
+
+    /// [`describe`], plus what a failure of a pinned version most likely means.
+    fn explain_failure<E, R>(&self, e: &SdkError<E, R>) -> String
+    where
+        E: std::fmt::Display + aws_sdk_s3::error::ProvideErrorMetadata,
+        R: std::fmt::Debug,
+    {
+        let reason = describe(&self.location(), e);
+        match (&self.object.version, e) {
+            (Some(v), SdkError::ServiceError(_)) => format!(
+                "{reason} (CEDARGATE_POLICY_SOURCE pins version `{v}`: does it exist? \
+                 `cedargate versions s3://{}/{}` lists them)",
+                self.object.bucket, self.object.key
+            ),
+            _ => reason,
         }
-        if let Some(git) = &published.built.git {
-            origin.push_str(&format!(
-                " (git {}{})",
-                git.revision,
-                if git.dirty { ", dirty" } else { "" }
-            ));
-        }
-        Ok(Fetched::New { files, origin })
     }
 }
 

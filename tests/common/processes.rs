@@ -231,6 +231,23 @@ impl Moto {
         );
     }
 
+    /// Turns on versioning for a bucket: every upload keeps the earlier objects as versions.
+    pub fn enable_versioning(&self, bucket: &str) {
+        let resp = reqwest::blocking::Client::new()
+            .put(format!("{}/{bucket}?versioning", self.endpoint()))
+            .body(
+                "<VersioningConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+                 <Status>Enabled</Status></VersioningConfiguration>",
+            )
+            .send()
+            .unwrap();
+        assert!(
+            resp.status().is_success(),
+            "enable versioning: {}",
+            resp.status()
+        );
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             end(&mut c);
