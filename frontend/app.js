@@ -475,8 +475,7 @@ function renderRow(route) {
           el('span', { class: 'template', text: template }),
           el('span', { class: 'sample', text: `${route.method} ${route.samplePath}` })),
         route.authorizer ? null : el('span', { class: 'public-tag', text: 'public' }))),
-    el('td', {}, decision),
-    el('td', {}, policies),
+    el('td', {}, el('div', { class: 'decision-cell' }, decision, policies)),
     el('td', { class: 'call-cell' }, lastChip, call));
 }
 
@@ -512,12 +511,57 @@ function renderIdentity() {
   $('principal').textContent = principal ? `${principal.type}::"${principal.id}"` : `User::"${claims.sub}"`;
 }
 
+// The documented limit of an authorizer's policy for WebSocket APIs, and cedargate's portable
+// target (REST APIs accept more).
+const POLICY_BUDGET = 8 * 1024;
+
+// The IAM policy the authorizer returns for this token: what API Gateway caches and answers
+// every route from. Its size is counted by the server, as compact JSON.
+function renderPolicy() {
+  const card = $('iam-policy');
+  const iam = accessToken() && state.explanation ? state.explanation.iamPolicy : null;
+  card.hidden = !iam;
+  if (!iam) return;
+  const { document: doc, bytes, forCall } = iam;
+  const ttl = state.status && state.status.authorizer ? state.status.authorizer.cacheTtlSeconds : null;
+  const size = $('iam-size');
+  size.dataset.bytes = String(bytes);
+  size.classList.toggle('over', bytes > POLICY_BUDGET);
+  size.textContent = `${bytes.toLocaleString('en')} B of ${POLICY_BUDGET / 1024} KiB`;
+  size.title = `${bytes} bytes as compact JSON. 8 KiB is the limit for WebSocket API authorizers and the portable target; REST APIs accept more.`;
+  if (!doc) {
+    $('iam-hint').textContent = 'This authorizer answers with simple responses ({"isAuthorized": …}): there is no IAM policy.';
+    $('iam-json').textContent = '';
+    $('iam-copy').hidden = true;
+    return;
+  }
+  $('iam-copy').hidden = false;
+  const cached = ttl ? `API Gateway caches it for your token for up to ${ttl} s` : 'API Gateway would cache it for your token';
+  $('iam-hint').textContent = `What the authorizer returns for a first call to ${forCall.method} ${forCall.path}. ${cached} and answers every route from it: one Allow for the routes the table allows, a Deny where a wildcard would cover a denied route. (A first call to a denied route adds a Deny for that request.)`;
+  $('iam-json').textContent = JSON.stringify(doc, null, 2);
+}
+
+async function copyPolicy() {
+  const text = $('iam-json').textContent;
+  const button = $('iam-copy');
+  try {
+    await navigator.clipboard.writeText(text);
+    button.textContent = 'Copied';
+  } catch {
+    // No clipboard (an insecure origin, or permission refused): select it for Ctrl+C instead.
+    getSelection().selectAllChildren($('iam-json'));
+    button.textContent = 'Selected: press Ctrl+C';
+  }
+  setTimeout(() => { button.textContent = 'Copy'; }, 2000);
+}
+
 function render() {
   renderIdentity();
+  renderPolicy();
   const tbody = document.querySelector('#routes tbody');
   tbody.replaceChildren(...state.routes.map(renderRow));
   if (!state.routes.length) {
-    tbody.append(el('tr', {}, el('td', { colspan: 4, class: 'default-deny', text: 'No routes: is a valid policy bundle loaded? See /status.' })));
+    tbody.append(el('tr', {}, el('td', { colspan: 3, class: 'default-deny', text: 'No routes: is a valid policy bundle loaded? See /status.' })));
   }
 }
 
@@ -527,6 +571,7 @@ function render() {
 async function main() {
   $('sign-in').addEventListener('click', signIn);
   $('sign-out').addEventListener('click', signOut);
+  $('iam-copy').addEventListener('click', copyPolicy);
   await loadSettings();
   await finishSignIn();
   await pollStatus();

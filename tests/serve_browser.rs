@@ -4,8 +4,11 @@
 //! Starts the built binary with `serve --flush-on-reload` on a free port in a temporary copy of
 //! the bundle and frontend, then the script: signs in as a reader and as an admin through the
 //! development issuer's sign-in page, calls routes and checks the 200/401/403 and the routes
-//! table the page shows, signs out and sees calls fail with 401, edits a policy file (first
-//! half-saved, then valid) and sees the page's decision change. Screenshots of each state go
+//! table the page shows; checks the IAM policy panel (a pretty-printed policy document whose
+//! statements give every route the table's decision, its compact size shown, Copy) and that at
+//! 1280×800 and 800×800 every "Try it" button lies inside the table and the viewport; signs out
+//! and sees calls fail with 401, edits a policy file (first half-saved, then valid) and sees
+//! the page's decision and policy change. Screenshots of each state go
 //! to `<target>/artifacts/serve-browser/`; with `CEDARGATE_UPDATE_SCREENSHOT=1` the reader's
 //! view is also copied to `docs/screenshot.png`.
 //!

@@ -500,6 +500,32 @@ async fn development_endpoints_and_loopback_rules() {
     assert_eq!(pets["allowed"], true);
     assert_eq!(pets["reasons"], json!(["policies/pets.cedar#readers-read"]));
     assert_eq!(pets["gateway"], "allow");
+    // The IAM policy the gateway caches, for a first call to a route the reader may use (so
+    // it carries no Deny for the request), with its size as compact JSON.
+    let explained = s.explain(&reader).await;
+    let iam = &explained["iamPolicy"];
+    let document = &iam["document"];
+    assert_eq!(
+        iam["bytes"],
+        serde_json::to_string(document).unwrap().len(),
+        "{iam}"
+    );
+    let statements = document["Statement"].as_array().unwrap();
+    assert!(
+        statements.iter().any(|st| st["Effect"] == "Allow"),
+        "{document}"
+    );
+    assert_eq!(explained["response"]["policyDocument"], *document);
+    assert_eq!(explained["requestAllowed"], true);
+    let first = explained["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["route"] == explained["requestedRoute"])
+        .unwrap();
+    assert_eq!(first["allowed"], true);
+    assert_eq!(iam["forCall"]["method"], first["method"]);
+    assert_eq!(iam["forCall"]["path"], first["samplePath"]);
     // Discovery and JWKS of the development issuer, with the port in the issuer URL.
     let d = s
         .get_json("/dev-issuer/.well-known/openid-configuration")

@@ -127,7 +127,9 @@ fn unauthorized(reason: &str) -> Reply {
 
 /// `GET /_cedargate/explain` with `Authorization: Bearer …`: every route's decision for this
 /// caller with the determining policies, the IAM policy the authorizer returns, and what the
-/// gateway makes of that policy for each route's sample call.
+/// gateway makes of that policy for each route's sample call. `iamPolicy` holds that policy
+/// document as the gateway caches it for the token's first call (`forCall`, a route the
+/// caller may use when there is one) and its size as compact JSON (`bytes`).
 pub async fn explain_caller(app: &App, headers: &HeaderMap) -> Reply {
     let Some(raw) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
         return unauthorized("no token");
@@ -147,24 +149,44 @@ pub async fn explain_caller(app: &App, headers: &HeaderMap) -> Reply {
         );
     };
     let stage = &app.gateway.stage;
-    let event = json!({
-        "type": "TOKEN",
-        "authorizationToken": raw,
-        "methodArn": method_arn(stage, "GET", "/"),
-    });
-    let req = match AuthzRequest::from_value(&event) {
-        Ok(r) => r,
-        Err(e) => return unauthorized(&e.to_string()),
+    let explain_for = |method: &str, path: &str| {
+        let event = json!({
+            "type": "TOKEN",
+            "authorizationToken": raw,
+            "methodArn": method_arn(stage, method, path),
+        });
+        let req = AuthzRequest::from_value(&event).map_err(|e| e.to_string())?;
+        let input = Input {
+            request: &req,
+            claims: &claims,
+            now: SystemTime::now(),
+        };
+        explain(&snapshot, &input, &app.response).map_err(|e| e.to_string())
     };
-    let input = Input {
-        request: &req,
-        claims: &claims,
-        now: SystemTime::now(),
-    };
-    let explanation = match explain(&snapshot, &input, &app.response) {
+    // The decisions are route-wide, but the policy answers one request: a request to a denied
+    // route adds an explicit Deny for it. API Gateway caches the answer to the token's first
+    // call, so show the policy as it is for a first call to a route this caller may use (the
+    // usual case), or to `GET /` when there is none.
+    let mut first_call = ("GET".to_owned(), "/".to_owned());
+    let mut explanation = match explain_for(&first_call.0, &first_call.1) {
         Ok(x) => x,
-        Err(e) => return unauthorized(&e.to_string()),
+        Err(e) => return unauthorized(&e),
     };
+    let allowed_sample = explanation
+        .routes
+        .iter()
+        .filter(|r| r.allowed)
+        .find_map(|r| {
+            let id = snapshot.routes().id_of(&r.route)?;
+            sample(snapshot.routes(), id, snapshot.routes().get(id)?)
+        });
+    if let Some((method, path)) = allowed_sample {
+        match explain_for(&method, &path) {
+            Ok(x) => explanation = x,
+            Err(e) => return unauthorized(&e),
+        }
+        first_call = (method, path);
+    }
     let policy = explanation
         .response
         .get("policyDocument")
@@ -204,6 +226,16 @@ pub async fn explain_caller(app: &App, headers: &HeaderMap) -> Reply {
             ),
         );
         obj.insert("token".to_owned(), json!(gateway::fingerprint(raw)));
+        // The size that counts against API Gateway's limits: the document as compact JSON,
+        // which is how the Lambda's answer carries it.
+        obj.insert(
+            "iamPolicy".to_owned(),
+            json!({
+                "forCall": { "method": first_call.0, "path": first_call.1 },
+                "bytes": serde_json::to_string(&policy).map_or(0, |t| t.len()),
+                "document": policy,
+            }),
+        );
     }
     http::json(StatusCode::OK, &body)
 }

@@ -44,6 +44,7 @@ const browser = await chromium.launch({
     '--disable-component-update', '--no-first-run', '--disable-sync', '--disable-quic'],
 });
 const context = await browser.newContext({ viewport: { width: 1440, height: 1000 } });
+await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
 const page = await context.newPage();
 const pageErrors = [];
 page.on('pageerror', (e) => pageErrors.push(String(e)));
@@ -95,6 +96,65 @@ async function signIn(user, name) {
   check(!(await page.locator('#sign-out').isHidden()), 'sign-out is offered');
 }
 
+// execute-api ARN matching: `*` any characters (`/` and none included), `?` exactly one.
+function arnMatches(pattern, arn) {
+  const re = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  return new RegExp(`^${re}$`).test(arn);
+}
+// Whether an IAM policy document allows `arn`: an explicit Deny wins, else any Allow.
+function policyAllows(doc, arn) {
+  const hits = (effect) => doc.Statement.some((st) => st.Effect === effect
+    && [].concat(st.Resource).some((r) => arnMatches(r, arn)));
+  return !hits('Deny') && hits('Allow');
+}
+// The method ARN serve's gateway sends for a call (src/serve/gateway.rs: its region, account
+// and API id), stage `prod`.
+const sampleArn = (method, path) => `arn:aws:execute-api:us-east-1:123456789012:cedargate/prod/${method}/${path.replace(/^\//, '')}`;
+
+// The policy panel: a JSON document whose statements give every route of the table its
+// decision, with its compact size shown.
+async function checkPolicyPanel(who) {
+  check(await page.locator('#iam-policy').isVisible(), `${who}: the IAM policy panel is shown`);
+  const text = await page.locator('#iam-json').textContent();
+  let doc;
+  try { doc = JSON.parse(text); } catch (e) { check(false, `${who}: the policy panel holds JSON (${e.message}): ${text}`); }
+  check(doc.Version === '2012-10-17' && Array.isArray(doc.Statement), `${who}: an IAM policy document`);
+  check(text.includes('\n  "Statement"'), `${who}: the policy is pretty-printed`);
+  check(doc.Statement.some((st) => st.Effect === 'Allow'), `${who}: the policy has an Allow statement`);
+  const compact = new TextEncoder().encode(JSON.stringify(doc)).length;
+  const shownBytes = Number(await page.locator('#iam-size').getAttribute('data-bytes'));
+  check(shownBytes === compact, `${who}: the size shown (${shownBytes}) is the compact JSON's (${compact})`);
+  const sizeText = await page.locator('#iam-size').textContent();
+  check(sizeText.includes(compact.toLocaleString('en')) && sizeText.includes('8 KiB'), `${who}: the size chip says "${sizeText}"`);
+  const rows = await page.$$eval('tr[data-route]', (trs) => trs.map((r) => ({
+    route: r.dataset.route,
+    decision: r.querySelector('[data-field=decision]')?.dataset.decision,
+    sample: r.querySelector('.sample')?.textContent,
+  })));
+  for (const r of rows.filter((x) => x.decision === 'allow' || x.decision === 'deny')) {
+    const [method, path] = r.sample.split(' ');
+    const allowed = policyAllows(doc, sampleArn(method, path));
+    check(allowed === (r.decision === 'allow'), `${who}: the policy ${allowed ? 'allows' : 'denies'} ${r.sample}, the table says ${r.decision}`);
+  }
+  return doc;
+}
+
+// Every "Try it" button is entirely on screen, inside the table's box (not cut off by it).
+async function checkTryItVisible(width, height) {
+  await page.setViewportSize({ width, height });
+  const wrap = await page.locator('.table-wrap').boundingBox();
+  const scroll = await page.$eval('.table-wrap', (e) => e.scrollWidth - e.clientWidth);
+  check(scroll <= 1, `${width}px: the routes table fits its card (${scroll}px scroll sideways)`);
+  const buttons = page.locator('button[data-action=call]');
+  const n = await buttons.count();
+  check(n >= ALL.length, `${width}px: a Call button per route (${n})`);
+  for (let i = 0; i < n; i++) {
+    const b = await buttons.nth(i).boundingBox();
+    check(b && b.x >= wrap.x - 0.5 && b.x + b.width <= wrap.x + wrap.width + 0.5 && b.x + b.width <= width,
+      `${width}px: Call button ${i} (${b && b.x}..${b && b.x + b.width}) is within the table (${wrap.x}..${wrap.x + wrap.width}) and the viewport`);
+  }
+}
+
 async function storedKeys() {
   return page.evaluate(() => [...Object.keys(sessionStorage), ...Object.keys(localStorage)]
     .filter((k) => k.startsWith('cedargate.')));
@@ -133,6 +193,21 @@ try {
   check(ctx.includes('dev|rita') && ctx.includes('policyRevision'), `the authorizer context is shown (got "${ctx}")`);
   const readerShot = await shot('03-reader');
 
+  step = 'reader: the IAM policy';
+  const readerPolicy = await checkPolicyPanel('reader');
+  await page.locator('#iam-copy').click();
+  await page.waitForFunction(() => document.getElementById('iam-copy').textContent !== 'Copy');
+  const copied = await page.evaluate(() => navigator.clipboard.readText());
+  check(JSON.stringify(JSON.parse(copied)) === JSON.stringify(readerPolicy), 'Copy puts the policy document on the clipboard');
+  await page.locator('#iam-policy').screenshot({ path: join(artifacts, '03b-reader-policy.png') });
+
+  step = 'reader: layout';
+  await checkTryItVisible(1280, 800);
+  await shot('03c-reader-1280');
+  await checkTryItVisible(800, 800);
+  await shot('03d-reader-800');
+  await page.setViewportSize({ width: 1440, height: 1000 });
+
   step = 'sign out';
   await page.locator('#sign-out').click();
   await page.waitForFunction(() => !document.getElementById('sign-in').hidden);
@@ -154,6 +229,12 @@ try {
   await call('ANY /admin/{proxy+}', 200);
   await call('GET /reports/{reportId}', 200);
   await shot('05-admin');
+  await checkPolicyPanel('admin');
+  // Every row now carries a status beside its button: the widest the column gets.
+  for (const r of ALL) if (!(await row(r).locator('[data-field=last-status]').count())) await call(r, 200);
+  await checkTryItVisible(1280, 800);
+  await checkTryItVisible(800, 800);
+  await page.setViewportSize({ width: 1440, height: 1000 });
 
   step = 'invalid policy edit';
   writeFileSync(join(bundle, 'policies', 'zz-browser.cedar'), '@id("freeze-deletes")\nforbid (principal, action == Action::"DELETE /pe');
@@ -179,6 +260,8 @@ try {
   await call('DELETE /pets/{petId}', 403);
   await call('PUT /pets/{petId}', 200);
   await shot('07-after-edit');
+  const frozenPolicy = await checkPolicyPanel('admin after the edit');
+  check(!policyAllows(frozenPolicy, sampleArn('DELETE', '/pets/42')), 'the policy shown no longer allows DELETE /pets/42');
 
   step = 'narrow screen';
   await page.setViewportSize({ width: 390, height: 844 });
