@@ -39,6 +39,8 @@ struct Listed {
     version: String,
     latest: bool,
     modified: Option<String>,
+    /// `modified` as (seconds, nanoseconds), to sort by.
+    at: (i64, u32),
     size: Option<i64>,
     delete_marker: bool,
 }
@@ -66,12 +68,16 @@ async fn list(
         let when = |t: Option<&aws_sdk_s3::primitives::DateTime>| {
             t.and_then(|t| t.fmt(DateTimeFormat::DateTime).ok())
         };
+        let at = |t: Option<&aws_sdk_s3::primitives::DateTime>| {
+            t.map_or((0, 0), |t| (t.secs(), t.subsec_nanos()))
+        };
         // The prefix also matches longer keys; only this one counts.
         for v in page.versions().iter().filter(|v| v.key() == Some(key)) {
             out.push(Listed {
                 version: v.version_id().unwrap_or("null").to_owned(),
                 latest: v.is_latest().unwrap_or(false),
                 modified: when(v.last_modified()),
+                at: at(v.last_modified()),
                 size: v.size(),
                 delete_marker: false,
             });
@@ -85,6 +91,7 @@ async fn list(
                 version: m.version_id().unwrap_or("null").to_owned(),
                 latest: m.is_latest().unwrap_or(false),
                 modified: when(m.last_modified()),
+                at: at(m.last_modified()),
                 size: None,
                 delete_marker: true,
             });
@@ -96,8 +103,9 @@ async fn list(
         key_marker = page.next_key_marker().map(str::to_owned);
         version_marker = page.next_version_id_marker().map(str::to_owned);
     }
-    // RFC 3339 UTC strings sort as times; S3 lists each kind newest first, merge the two.
-    out.sort_by(|a, b| b.modified.cmp(&a.modified));
+    // S3 lists versions and delete markers apart, each newest first: merge the two (stable, so
+    // S3's own order stands between equal times).
+    out.sort_by_key(|v| std::cmp::Reverse(v.at));
     out.truncate(limit);
     Ok(out)
 }
