@@ -2,8 +2,14 @@
 //!
 //! This is the exact code the Lambda runs; `invoke` and `serve` call it too. It is the async
 //! edge around the pure core ([`crate::authorize::authorize`]): it keeps the policy store
-//! fresh, verifies the token (a key lookup may fetch), holds the caches, writes the logs, and
+//! fresh, verifies the token (a key lookup may fetch), holds the caches, writes the logs (one
+//! decision line per call, answered or refused: [`crate::audit`]), applies shadow mode, and
 //! maps every refusal to the one [`Unauthorized`].
+//!
+//! ## Shadow mode
+//! `CEDARGATE_MODE=shadow` changes the answer only after the decision: tokens are verified and
+//! refused exactly as when enforcing, the decisions are made and logged as enforcing would
+//! answer, and then the answer allows the request's whole API stage (see [`shadow`]).
 //!
 //! ## 401, 403 and 500
 //! API Gateway turns a Lambda error whose message is exactly `Unauthorized` into 401, a policy
@@ -581,7 +587,11 @@ impl Authorizer {
         for note in &outcome.notes {
             match note {
                 Note::NoBundle => {
-                    tracing::error!(event = "decision", token = %fingerprint, reason = "no valid policy bundle", "denying everything");
+                    let answer = match self.audit.config().mode {
+                        Mode::Enforce => "denying everything",
+                        Mode::Shadow => "shadow mode: allowing everything all the same",
+                    };
+                    tracing::error!(event = "no_bundle", token = %fingerprint, "no valid policy bundle: {answer}");
                 }
                 Note::RouteMismatch { route_key } => tracing::warn!(
                     event = "route_mismatch",

@@ -5,7 +5,8 @@
 //! policies (route-wide, or `$connect` alone), simple responses where the cache is keyed on the
 //! route, flat or nested context, and usage plan keys from claims only. Amazon Cognito tokens
 //! against `examples/cognito`: access tokens by `client_id`, ID tokens only with
-//! `CEDARGATE_TOKEN_USE=id`.
+//! `CEDARGATE_TOKEN_USE=id`. The decision log of real runs: one line per call with its fields
+//! and EMF metrics, kept when the level is lowered, and no fragment of a token at any level.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
