@@ -972,6 +972,48 @@ mod tests {
     }
 
     #[test]
+    fn mode_principal_logging_and_metrics_are_validated_and_named() {
+        let c = ObserveConfig::from_env(&env(&[])).unwrap();
+        assert_eq!(c, ObserveConfig::default());
+        let c = ObserveConfig::from_env(&env(&[
+            ("CEDARGATE_MODE", "shadow"),
+            ("CEDARGATE_SHADOW_ACKNOWLEDGED", "true"),
+            ("CEDARGATE_LOG_PRINCIPAL", "hash"),
+            ("CEDARGATE_LOG_PRINCIPAL_SALT", "s3cret"),
+            ("CEDARGATE_METRICS_NAMESPACE", "Team/Authz"),
+            ("AWS_LAMBDA_LOG_LEVEL", "ERROR"),
+            ("AWS_LAMBDA_FUNCTION_NAME", "authz-prod"),
+        ]))
+        .unwrap();
+        assert_eq!(c.mode, Mode::Shadow);
+        assert!(c.shadow_acknowledged);
+        assert_eq!(
+            c.principal,
+            PrincipalLogging::Hash {
+                salt: "s3cret".to_owned()
+            }
+        );
+        assert_eq!(c.metrics_namespace.as_deref(), Some("Team/Authz"));
+        assert_eq!(c.audit_level, "ERROR");
+        assert_eq!(c.function_name, "authz-prod");
+        let off = ObserveConfig::from_env(&env(&[("CEDARGATE_METRICS", "off")])).unwrap();
+        assert_eq!(off.metrics_namespace, None);
+        for (name, value) in [
+            ("CEDARGATE_MODE", "audit"),
+            ("CEDARGATE_SHADOW_ACKNOWLEDGED", "yes"),
+            ("CEDARGATE_LOG_PRINCIPAL", "sha"),
+            ("CEDARGATE_METRICS", "statsd"),
+            // A salt without hashing would be a setting that does nothing.
+            ("CEDARGATE_LOG_PRINCIPAL_SALT", "s3cret"),
+        ] {
+            let err = ObserveConfig::from_env(&env(&[(name, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(name), "{name}: {err}");
+        }
+    }
+
+    #[test]
     fn response_mode_is_validated() {
         let c = ResponseConfig::from_env(&env(&[])).unwrap();
         assert_eq!(c.mode, ResponseMode::Policy);

@@ -795,3 +795,33 @@ fn no_token_or_part_of_one_is_logged_at_any_level() {
     }
     let _ = std::fs::remove_dir_all(&bundle);
 }
+
+#[test]
+fn without_a_valid_bundle_the_decision_line_says_error_and_counts_the_failed_refresh() {
+    let bundle = gateway_bundle("no-valid-bundle");
+    std::fs::write(bundle.join("policies/broken.cedar"), "permit (principal,").unwrap();
+    let mut pipe = InvokePipe::start(&env_for(&bundle, &[]));
+    let r = pipe.send(&rest_request_event(
+        &reader(),
+        "GET/pets/42",
+        "198.51.100.7",
+    ));
+    assert!(
+        !allows(&r["policyDocument"], &arn("prod", "GET/pets/42")),
+        "{r}"
+    );
+    let lines = decision_lines(&pipe, 1);
+    let l = &lines[0];
+    assert_eq!(
+        (&l["outcome"], &l["answer"]),
+        (&json!("error"), &json!("error")),
+        "{l}"
+    );
+    assert_eq!(l["reason"], "no valid policy bundle", "{l}");
+    assert_eq!(l["Error"], 1, "{l}");
+    assert!(l["PolicyRefreshes"].as_u64().unwrap() >= 1, "{l}");
+    assert!(l["PolicyRefreshFailures"].as_u64().unwrap() >= 1, "{l}");
+    // No bundle, no age to report.
+    assert!(l.get("BundleAgeSeconds").is_none(), "{l}");
+    let _ = std::fs::remove_dir_all(&bundle);
+}
