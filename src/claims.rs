@@ -164,6 +164,11 @@ impl Verifier {
         }
     }
 
+    /// The key store tokens are verified against.
+    pub fn keys(&self) -> &KeyStore {
+        &self.keys
+    }
+
     pub async fn verify(&self, token: &UnverifiedJwt) -> Result<VerifiedClaims, ClaimsError> {
         // A clock before 1970 is treated as 1970: every real token is then "issued in the
         // future" or fine, never wrongly unexpired by an underflow.

@@ -85,8 +85,18 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "CEDARGATE_CONTEXT_CLAIMS",
     "CEDARGATE_USAGE_KEY_CLAIM",
     "CEDARGATE_USAGE_KEY_MAP",
+    "CEDARGATE_MODE",
+    "CEDARGATE_SHADOW_ACKNOWLEDGED",
+    "CEDARGATE_LOG_PRINCIPAL",
+    "CEDARGATE_LOG_PRINCIPAL_SALT",
+    "CEDARGATE_METRICS",
+    "CEDARGATE_METRICS_NAMESPACE",
     "CEDARGATE_LOG",
 ];
+
+/// The variables the Lambda service sets that cedargate reads too (its log controls and the
+/// function's name, for the metrics' dimension).
+pub const LAMBDA_VARIABLES: &[&str] = &["AWS_LAMBDA_LOG_LEVEL", "AWS_LAMBDA_FUNCTION_NAME"];
 
 /// The `CEDARGATE_*` names among `names` that cedargate does not know, sorted.
 pub fn unknown_variables<I, S>(names: I) -> Vec<String>
@@ -658,12 +668,161 @@ impl ResponseConfig {
     }
 }
 
+/// Whether decisions are enforced (`CEDARGATE_MODE`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Every route gets the policies' decision.
+    #[default]
+    Enforce,
+    /// Tokens are verified as in `Enforce` (a bad token is still 401), but every route of the
+    /// stage is allowed; what `Enforce` would have denied is logged and counted.
+    Shadow,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Shadow => "shadow",
+        }
+    }
+
+    /// Parses a `CEDARGATE_MODE` value (also used by the `template.yaml` checks).
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match raw {
+            "enforce" => Ok(Mode::Enforce),
+            "shadow" => Ok(Mode::Shadow),
+            other => Err(format!("`{other}` is neither `enforce` nor `shadow`")),
+        }
+    }
+}
+
+/// How principal ids appear in logs (`CEDARGATE_LOG_PRINCIPAL`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum PrincipalLogging {
+    /// As the response's `principalId`.
+    #[default]
+    Plain,
+    /// A salted SHA-256, for teams that treat principal ids as personal data: the same
+    /// principal always logs the same value (lines stay joinable), the id itself is not there.
+    Hash { salt: String },
+}
+
+/// What the decision log and the metrics carry, and whether decisions are enforced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObserveConfig {
+    pub mode: Mode,
+    /// `CEDARGATE_SHADOW_ACKNOWLEDGED=true`: the deployment says shadow mode is meant.
+    pub shadow_acknowledged: bool,
+    pub principal: PrincipalLogging,
+    /// The CloudWatch namespace of the embedded metrics; `None`: no metrics.
+    pub metrics_namespace: Option<String>,
+    /// The `level` the decision line carries: Lambda's own log-level filter (JSON log format)
+    /// drops lines below `AWS_LAMBDA_LOG_LEVEL`, so the audit line is written at that level
+    /// when it is above `INFO`.
+    pub audit_level: &'static str,
+    /// The metrics' `FunctionName` dimension (`AWS_LAMBDA_FUNCTION_NAME`, else `cedargate`).
+    pub function_name: String,
+}
+
+impl Default for ObserveConfig {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Enforce,
+            shadow_acknowledged: false,
+            principal: PrincipalLogging::Plain,
+            metrics_namespace: Some("cedargate".to_owned()),
+            audit_level: "INFO",
+            function_name: "cedargate".to_owned(),
+        }
+    }
+}
+
+/// A boolean setting: `true` or `false` (unset: `false`).
+fn flag(env: &dyn Env, name: &'static str) -> Result<bool, ConfigError> {
+    match value(env, name).as_deref() {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(invalid(
+            name,
+            format!("`{other}` is neither `true` nor `false`"),
+        )),
+    }
+}
+
+/// The level a line must carry to pass Lambda's application log-level filter at `raw`
+/// (`AWS_LAMBDA_LOG_LEVEL`): `INFO` unless the filter is set above it.
+pub fn audit_level(raw: Option<&str>) -> &'static str {
+    match raw.map(str::trim).map(str::to_ascii_uppercase).as_deref() {
+        Some("WARN") => "WARN",
+        Some("ERROR") => "ERROR",
+        Some("FATAL") => "FATAL",
+        _ => "INFO",
+    }
+}
+
+impl ObserveConfig {
+    pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
+        const MODE: &str = "CEDARGATE_MODE";
+        let mode = match value(env, MODE) {
+            None => Mode::Enforce,
+            Some(raw) => Mode::parse(&raw).map_err(|e| invalid(MODE, e))?,
+        };
+        const PRINCIPAL: &str = "CEDARGATE_LOG_PRINCIPAL";
+        let salt = value(env, "CEDARGATE_LOG_PRINCIPAL_SALT");
+        let principal = match value(env, PRINCIPAL).as_deref() {
+            None | Some("plain") => {
+                if salt.is_some() {
+                    return Err(invalid(
+                        "CEDARGATE_LOG_PRINCIPAL_SALT",
+                        "it is only used with `CEDARGATE_LOG_PRINCIPAL=hash`",
+                    ));
+                }
+                PrincipalLogging::Plain
+            }
+            Some("hash") => PrincipalLogging::Hash {
+                salt: salt.unwrap_or_default(),
+            },
+            Some(other) => {
+                return Err(invalid(
+                    PRINCIPAL,
+                    format!("`{other}` is neither `plain` nor `hash`"),
+                ))
+            }
+        };
+        const METRICS: &str = "CEDARGATE_METRICS";
+        let namespace = value(env, "CEDARGATE_METRICS_NAMESPACE");
+        let metrics_namespace = match value(env, METRICS).as_deref() {
+            None | Some("emf") => Some(namespace.unwrap_or_else(|| "cedargate".to_owned())),
+            Some("off") => None,
+            Some(other) => {
+                return Err(invalid(
+                    METRICS,
+                    format!("`{other}` is neither `emf` nor `off`"),
+                ))
+            }
+        };
+        Ok(Self {
+            mode,
+            shadow_acknowledged: flag(env, "CEDARGATE_SHADOW_ACKNOWLEDGED")?,
+            principal,
+            metrics_namespace,
+            audit_level: audit_level(env.get("AWS_LAMBDA_LOG_LEVEL").as_deref()),
+            function_name: env
+                .get("AWS_LAMBDA_FUNCTION_NAME")
+                .filter(|n| !n.trim().is_empty())
+                .unwrap_or_else(|| "cedargate".to_owned()),
+        })
+    }
+}
+
 /// The full configuration of the authorizer (Lambda, `invoke`, `serve`).
 #[derive(Debug, Clone)]
 pub struct Config {
     pub jwt: JwtConfig,
     pub policy: PolicyConfig,
     pub response: ResponseConfig,
+    pub observe: ObserveConfig,
 }
 
 impl Config {
@@ -672,6 +831,7 @@ impl Config {
             jwt: JwtConfig::from_env(env)?,
             policy: PolicyConfig::from_env(env)?,
             response: ResponseConfig::from_env(env)?,
+            observe: ObserveConfig::from_env(env)?,
         })
     }
 }
@@ -850,7 +1010,11 @@ mod tests {
         let asked = rec.0.borrow();
         assert!(asked.len() > 15, "{asked:?}");
         for name in asked.iter() {
-            assert!(KNOWN_VARIABLES.contains(&name.as_str()), "{name}");
+            assert!(
+                KNOWN_VARIABLES.contains(&name.as_str())
+                    || LAMBDA_VARIABLES.contains(&name.as_str()),
+                "{name}"
+            );
         }
         // And the list has no stale names (the CLI reads `CEDARGATE_LOG` itself).
         for known in KNOWN_VARIABLES.iter().filter(|k| **k != "CEDARGATE_LOG") {
@@ -865,6 +1029,48 @@ mod tests {
             ]),
             vec!["CEDARGATE_ISUER"]
         );
+    }
+
+    #[test]
+    fn mode_principal_logging_and_metrics_are_validated_and_named() {
+        let c = ObserveConfig::from_env(&env(&[])).unwrap();
+        assert_eq!(c, ObserveConfig::default());
+        let c = ObserveConfig::from_env(&env(&[
+            ("CEDARGATE_MODE", "shadow"),
+            ("CEDARGATE_SHADOW_ACKNOWLEDGED", "true"),
+            ("CEDARGATE_LOG_PRINCIPAL", "hash"),
+            ("CEDARGATE_LOG_PRINCIPAL_SALT", "s3cret"),
+            ("CEDARGATE_METRICS_NAMESPACE", "Team/Authz"),
+            ("AWS_LAMBDA_LOG_LEVEL", "ERROR"),
+            ("AWS_LAMBDA_FUNCTION_NAME", "authz-prod"),
+        ]))
+        .unwrap();
+        assert_eq!(c.mode, Mode::Shadow);
+        assert!(c.shadow_acknowledged);
+        assert_eq!(
+            c.principal,
+            PrincipalLogging::Hash {
+                salt: "s3cret".to_owned()
+            }
+        );
+        assert_eq!(c.metrics_namespace.as_deref(), Some("Team/Authz"));
+        assert_eq!(c.audit_level, "ERROR");
+        assert_eq!(c.function_name, "authz-prod");
+        let off = ObserveConfig::from_env(&env(&[("CEDARGATE_METRICS", "off")])).unwrap();
+        assert_eq!(off.metrics_namespace, None);
+        for (name, value) in [
+            ("CEDARGATE_MODE", "audit"),
+            ("CEDARGATE_SHADOW_ACKNOWLEDGED", "yes"),
+            ("CEDARGATE_LOG_PRINCIPAL", "sha"),
+            ("CEDARGATE_METRICS", "statsd"),
+            // A salt without hashing would be a setting that does nothing.
+            ("CEDARGATE_LOG_PRINCIPAL_SALT", "s3cret"),
+        ] {
+            let err = ObserveConfig::from_env(&env(&[(name, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(name), "{name}: {err}");
+        }
     }
 
     #[test]

@@ -233,6 +233,22 @@ impl Decisions {
         self.errors.iter().map(|(r, e)| (*r as RouteId, &**e))
     }
 
+    /// The policies that determined route `r`'s decision, named through `index` (the index
+    /// that made these decisions): satisfied permits for an Allow, satisfied forbids for an
+    /// explicit Deny, none for a default Deny.
+    pub fn reasons_of<'i>(&self, r: RouteId, index: &'i PolicyIndex) -> Vec<&'i PolicyId> {
+        let r = r as u32;
+        let start = self.reasons.partition_point(|(route, _)| *route < r);
+        self.reasons
+            .get(start..)
+            .unwrap_or_default()
+            .iter()
+            .take_while(|(route, _)| *route == r)
+            .filter_map(|(_, at)| index.policies.get(*at as usize))
+            .map(|p| p.policy.id())
+            .collect()
+    }
+
     /// Every route's decision, in route order, with its policies named through `index` (the
     /// index that made these decisions).
     pub fn routes(&self, index: &PolicyIndex) -> Vec<RouteDecision> {

@@ -2,8 +2,14 @@
 //!
 //! This is the exact code the Lambda runs; `invoke` and `serve` call it too. It is the async
 //! edge around the pure core ([`crate::authorize::authorize`]): it keeps the policy store
-//! fresh, verifies the token (a key lookup may fetch), holds the caches, writes the logs, and
+//! fresh, verifies the token (a key lookup may fetch), holds the caches, writes the logs (one
+//! decision line per call, answered or refused: [`crate::audit`]), applies shadow mode, and
 //! maps every refusal to the one [`Unauthorized`].
+//!
+//! ## Shadow mode
+//! `CEDARGATE_MODE=shadow` changes the answer only after the decision: tokens are verified and
+//! refused exactly as when enforcing, the decisions are made and logged as enforcing would
+//! answer, and then the answer allows the request's whole API stage (see [`shadow`]).
 //!
 //! ## 401, 403 and 500
 //! API Gateway turns a Lambda error whose message is exactly `Unauthorized` into 401, a policy
@@ -37,16 +43,17 @@ use quick_cache::Weighter;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::audit::{Audit, Cache as Answered, Outcome, PolicyError, Record, Totals};
 use crate::authorize::{
-    authorize, Answer, BaseKey, BaseKeyRef, DecisionKey, Input, Memo, Note, Outcome, PolicyBase,
-    PolicyKey,
+    authorize, Answer, BaseKey, BaseKeyRef, DecisionKey, Input, Memo, Note, PolicyBase, PolicyKey,
 };
+use crate::bundle::Snapshot;
 use crate::claims::{VerifiedClaims, Verifier};
-use crate::config::{JwtConfig, ResponseConfig};
+use crate::config::{JwtConfig, Mode, ObserveConfig, ResponseConfig};
 use crate::decide::{Decisions, Detail};
-use crate::event::{AuthzRequest, EventError};
+use crate::event::{AuthzRequest, EventError, Flavor};
 use crate::facts::ClaimError;
-use crate::iam::Policy;
+use crate::iam::{Policy, Shape};
 use crate::response::Response;
 use crate::store::Store;
 use crate::time::unix_now;
@@ -264,6 +271,8 @@ pub struct Authorizer {
     claims_hits: AtomicU64,
     claims_misses: AtomicU64,
     memo: CacheMemo,
+    /// The decision log and metrics; also says whether decisions are enforced.
+    audit: Audit,
     /// Notes already logged for a bundle revision (logged once per bundle, not per request).
     warned: Mutex<HashSet<(String, String)>>,
 }
@@ -274,8 +283,11 @@ impl Authorizer {
         verifier: Verifier,
         store: Arc<Store>,
         response: ResponseConfig,
+        observe: ObserveConfig,
     ) -> Self {
-        Self::with_capacity(jwt, verifier, store, response, Capacity::DEFAULT)
+        let audit = Audit::new(observe);
+        audit.announce();
+        Self::with_capacity(jwt, verifier, store, response, audit, Capacity::DEFAULT)
     }
 
     fn with_capacity(
@@ -283,9 +295,11 @@ impl Authorizer {
         verifier: Verifier,
         store: Arc<Store>,
         response: ResponseConfig,
+        audit: Audit,
         cap: Capacity,
     ) -> Self {
         Self {
+            audit,
             verifier,
             store,
             response,
@@ -324,40 +338,76 @@ impl Authorizer {
 
     /// Handles one authorizer event given as JSON: the response as JSON, or [`Unauthorized`].
     pub async fn handle(&self, event: &Value) -> Result<Value, Unauthorized> {
-        self.handle_json(&event.to_string())
+        self.handle_json(&event.to_string(), None)
             .await
             .map(|r| r.to_value())
     }
 
     /// Handles one authorizer event given as JSON text: the response, or [`Unauthorized`].
-    pub async fn handle_json(&self, event: &str) -> Result<Response, Unauthorized> {
-        self.handle_event(AuthzRequest::from_json(event)).await
+    /// `decision_id` names the call in the decision log and the response context (the Lambda
+    /// passes its request id); without one, a local id is made.
+    pub async fn handle_json(
+        &self,
+        event: &str,
+        decision_id: Option<String>,
+    ) -> Result<Response, Unauthorized> {
+        self.handle_event(AuthzRequest::from_json(event), decision_id)
+            .await
     }
 
     /// Handles one authorizer event, already parsed (or refused by the parser): the response,
-    /// or [`Unauthorized`].
+    /// or [`Unauthorized`]. Every call, answered or refused, writes one decision line.
     pub async fn handle_event(
         &self,
         event: Result<AuthzRequest<'_>, EventError>,
+        decision_id: Option<String>,
     ) -> Result<Response, Unauthorized> {
-        self.store.ensure_fresh().await;
         let started = Instant::now();
+        let id = decision_id.unwrap_or_else(|| self.audit.local_id());
+        let mut record = Record::new(id);
+        self.store.ensure_fresh().await;
+        let result = self.answer(event, &mut record, started).await;
+        record.latency_us = started.elapsed().as_micros() as u64;
+        record.bundle_age_s = self.store.bundle_age(unix_now());
+        let (refreshes, refresh_failures) = self.store.refresh_counts();
+        let keys = self.verifier.keys();
+        let totals = Totals {
+            jwks_fetches: keys.fetch_count(),
+            jwks_failures: keys.fetch_failure_count(),
+            refreshes,
+            refresh_failures,
+        };
+        self.audit.write(&record, totals);
+        result
+    }
+
+    /// The answer to one event, with what the decision line says about it put in `record`.
+    async fn answer(
+        &self,
+        event: Result<AuthzRequest<'_>, EventError>,
+        record: &mut Record,
+        started: Instant,
+    ) -> Result<Response, Unauthorized> {
         let req = match event {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(event = "unauthorized", reason = %e, "event refused");
+                record.unauthorized(format!("event refused: {e}"));
                 return Err(Unauthorized);
             }
         };
+        record.flavor = Some(flavor_name(req.flavor));
+        record.arn = Some(req.arn.to_string());
         for skipped in &req.skipped_headers {
             // By name only: the value may be a token.
             tracing::warn!(event = "header_skipped", arn = %req.arn, header = %skipped, "a request header was skipped as unusable");
         }
         let Some(raw) = req.authorization.as_deref() else {
             tracing::info!(event = "unauthorized", reason = "no token", arn = %req.arn, "no token");
+            record.unauthorized("no token");
             return Err(Unauthorized);
         };
-        let (key, claims) = self.claims_of(raw, &req).await?;
+        let (key, claims) = self.claims_of(raw, &req, record).await?;
         let token = Token(key);
         let snapshot = self.store.current();
         let input = Input {
@@ -365,7 +415,7 @@ impl Authorizer {
             claims: &claims,
             now: SystemTime::now(),
         };
-        let outcome = match authorize(
+        let mut outcome = match authorize(
             snapshot.as_deref(),
             &input,
             &self.response,
@@ -375,11 +425,90 @@ impl Authorizer {
             Ok(o) => o,
             Err(reason) => {
                 tracing::info!(event = "unauthorized", token = %token, reason = %reason, "claims do not fit the schema");
+                record.unauthorized(format!("claims do not fit the schema: {reason}"));
                 return Err(Unauthorized);
             }
         };
         self.log(&outcome, &token, &req, started);
+        self.fill(record, &outcome, snapshot.as_deref(), &req);
+        if self.audit.config().mode == Mode::Shadow {
+            shadow(&mut outcome, &req);
+            record.answer = Outcome::Allow;
+            record.granted = snapshot
+                .as_deref()
+                .map(|s| s.routes().routes().iter().map(|r| r.name.clone()).collect())
+                .unwrap_or_default();
+        }
+        let context = outcome.response.context_mut();
+        context.insert("decisionId", Value::String(record.decision_id.clone()));
+        if self.audit.config().mode == Mode::Shadow {
+            context.insert("cedargateMode", Value::String("shadow".to_owned()));
+        }
         Ok(outcome.response)
+    }
+
+    /// What the decision line says about an answered request.
+    fn fill(
+        &self,
+        record: &mut Record,
+        outcome: &crate::authorize::Outcome<'_>,
+        snapshot: Option<&Snapshot>,
+        req: &AuthzRequest<'_>,
+    ) {
+        record.principal = Some(self.audit.principal(&outcome.principal));
+        record.revision = Some(outcome.revision.to_owned());
+        record.route = outcome.route_name.map(str::to_owned);
+        let (Some(snapshot), Some(decisions)) = (snapshot, outcome.decisions.as_deref()) else {
+            record.outcome = Outcome::Error;
+            record.answer = Outcome::Error;
+            record.reason = Some("no valid policy bundle".to_owned());
+            return;
+        };
+        let verdict = if outcome.allowed {
+            Outcome::Allow
+        } else {
+            Outcome::Deny
+        };
+        record.outcome = verdict;
+        record.answer = verdict;
+        record.decision_cache = Some(if outcome.computed {
+            Answered::Miss
+        } else {
+            Answered::Hit
+        });
+        let routes = snapshot.routes();
+        if let Some(r) = routes.route_resource(&req.arn.resource) {
+            record.reasons = decisions
+                .reasons_of(r, snapshot.index())
+                .into_iter()
+                .map(|p| p.to_string())
+                .collect();
+        }
+        record.policy_errors = decisions
+            .errors()
+            .map(|(r, e)| PolicyError {
+                route: routes.get(r).map_or("-", |r| r.name.as_str()).to_owned(),
+                error: e.to_owned(),
+            })
+            .collect();
+        // What the answer grants: API Gateway reuses it for every route until the TTL ends.
+        record.granted = match &outcome.answer {
+            Answer::Simple(yes) => match (yes, outcome.route_name) {
+                (true, Some(route)) => vec![route.to_owned()],
+                _ => Vec::new(),
+            },
+            Answer::Policy(_) if req.flavor == Flavor::WebSocket => match outcome.route_name {
+                Some(route) if outcome.allowed => vec![route.to_owned()],
+                _ => Vec::new(),
+            },
+            Answer::Policy(policy) => routes
+                .routes()
+                .iter()
+                .enumerate()
+                .filter(|(r, _)| decisions.is_allowed(*r) && !policy.shape.inexact.contains(r))
+                .map(|(_, route)| route.name.clone())
+                .collect(),
+        };
     }
 
     /// The verified claims of the `Authorization` value: from the cache when these exact token
@@ -390,27 +519,34 @@ impl Authorizer {
         &self,
         authorization: &str,
         req: &AuthzRequest<'_>,
+        record: &mut Record,
     ) -> Result<(TokenKey, Arc<VerifiedClaims>), Unauthorized> {
         let bytes = match bearer(authorization, self.max_token_bytes) {
             Ok(b) => b,
             Err(e) => {
                 tracing::info!(event = "unauthorized", reason = %e, arn = %req.arn, "malformed token");
+                record.unauthorized(format!("malformed token: {e}"));
                 return Err(Unauthorized);
             }
         };
         let key: TokenKey = Sha256::digest(bytes.as_bytes()).into();
+        // The fingerprint (8 bytes of the SHA-256) names the token; the token never appears.
+        record.token = Some(fingerprint_of(&key));
         if let Some(c) = self.claims.get(&key) {
             // A cached token is still checked for expiry on every use.
             if c.expires_at().saturating_add(self.leeway) > unix_now() {
                 self.claims_hits.fetch_add(1, Ordering::Relaxed);
+                record.token_cache = Some(Answered::Hit);
                 return Ok((key, c));
             }
         }
         self.claims_misses.fetch_add(1, Ordering::Relaxed);
+        record.token_cache = Some(Answered::Miss);
         let token = match UnverifiedJwt::from_compact(bytes) {
             Ok(t) => t,
             Err(e) => {
                 tracing::info!(event = "unauthorized", reason = %e, arn = %req.arn, "malformed token");
+                record.unauthorized(format!("malformed token: {e}"));
                 return Err(Unauthorized);
             }
         };
@@ -422,6 +558,7 @@ impl Authorizer {
             }
             Err(e) => {
                 tracing::info!(event = "unauthorized", token = %token.fingerprint(), reason = %e, "token refused");
+                record.unauthorized(format!("token refused: {e}"));
                 Err(Unauthorized)
             }
         }
@@ -436,7 +573,13 @@ impl Authorizer {
         warned.insert((revision.to_owned(), note))
     }
 
-    fn log(&self, outcome: &Outcome, token: &Token, req: &AuthzRequest<'_>, started: Instant) {
+    fn log(
+        &self,
+        outcome: &crate::authorize::Outcome<'_>,
+        token: &Token,
+        req: &AuthzRequest<'_>,
+        started: Instant,
+    ) {
         // Field values are computed only when the line is enabled: no hashing or formatting
         // for lines filtered out.
         let fingerprint = token;
@@ -444,7 +587,11 @@ impl Authorizer {
         for note in &outcome.notes {
             match note {
                 Note::NoBundle => {
-                    tracing::error!(event = "decision", token = %fingerprint, reason = "no valid policy bundle", "denying everything");
+                    let answer = match self.audit.config().mode {
+                        Mode::Enforce => "denying everything",
+                        Mode::Shadow => "shadow mode: allowing everything all the same",
+                    };
+                    tracing::error!(event = "no_bundle", token = %fingerprint, "no valid policy bundle: {answer}");
                 }
                 Note::RouteMismatch { route_key } => tracing::warn!(
                     event = "route_mismatch",
@@ -491,30 +638,52 @@ impl Authorizer {
             ),
             Answer::Simple(_) => (0, 0, "simple"),
         };
-        tracing::info!(
-            event = "decision",
+        // The decision itself is in the decision line (crate::audit), written at any log
+        // level; this is the policy's shape and the facts' digest, for diagnosis.
+        tracing::debug!(
+            event = "answer_shape",
             token = %fingerprint,
-            principal = %outcome.principal,
-            arn = %req.arn,
             route,
-            allowed = outcome.allowed,
             response,
-            revision = %outcome.revision,
             facts = %outcome
                 .facts
                 .as_ref()
                 .and_then(|f| f.digest())
                 .map_or_else(|| "-".to_owned(), |d| d.short()),
-            memo = match (&outcome.decisions, outcome.computed) {
-                (None, _) => "-",
-                (Some(_), true) => "miss",
-                (Some(_), false) => "hit",
-            },
             allows,
             denies,
             micros = started.elapsed().as_micros() as u64,
-            "decision"
+            "answer shape"
         );
+    }
+}
+
+/// The flavour as the decision line names it.
+fn flavor_name(f: Flavor) -> &'static str {
+    match f {
+        Flavor::Token => "token",
+        Flavor::Request => "request",
+        Flavor::HttpV1 => "httpV1",
+        Flavor::HttpV2 => "httpV2",
+        Flavor::WebSocket => "webSocket",
+    }
+}
+
+/// Shadow mode's answer: everything the request's API stage serves is allowed. The answer
+/// must still be route-wide, because API Gateway reuses it for every route until the TTL ends:
+/// an answer that allowed only the requested route would turn the next route's call into a
+/// 403 that enforcing mode might not give, and shadow mode must never refuse a valid token.
+/// `{api}/{stage}/*` and nothing wider: another stage or API never gets this answer.
+fn shadow(outcome: &mut crate::authorize::Outcome<'_>, req: &AuthzRequest<'_>) {
+    match &mut outcome.response {
+        Response::Simple(s) => s.is_authorized = true,
+        Response::Policy(p) => {
+            let shape = Shape {
+                allow_exact: vec!["*".to_owned()],
+                ..Shape::default()
+            };
+            p.policy_document = Arc::new(Policy::new(shape, &req.arn));
+        }
     }
 }
 
@@ -566,6 +735,7 @@ forbid (principal, action, resource) when { context has sourceIp && context.sour
             verifier,
             Arc::new(Store::fixed(snapshot)),
             ResponseConfig::default(),
+            Audit::in_memory(ObserveConfig::default()).0,
             cap,
         )
     }
@@ -607,18 +777,22 @@ forbid (principal, action, resource) when { context has sourceIp && context.sour
         let a = authorizer(small());
         let warm: Vec<String> = (0..8).map(|i| token(&format!("warm{i}"))).collect();
         for t in warm.iter().chain(&warm) {
-            a.handle_json(&event(t, "198.51.100.1")).await.unwrap();
+            a.handle_json(&event(t, "198.51.100.1"), None)
+                .await
+                .unwrap();
         }
         // Five times the cache's capacity in tokens seen once each.
         for i in 0..320 {
-            a.handle_json(&event(&token(&format!("flood{i}")), "198.51.100.1"))
+            a.handle_json(&event(&token(&format!("flood{i}")), "198.51.100.1"), None)
                 .await
                 .unwrap();
         }
         let before = a.memo_stats();
         assert!(before.claims_entries <= 64, "{before:?}");
         for t in &warm {
-            a.handle_json(&event(t, "198.51.100.1")).await.unwrap();
+            a.handle_json(&event(t, "198.51.100.1"), None)
+                .await
+                .unwrap();
         }
         let after = a.memo_stats();
         assert_eq!(after.claims_misses, before.claims_misses, "{after:?}");
@@ -632,20 +806,20 @@ forbid (principal, action, resource) when { context has sourceIp && context.sour
         // Two callers' facts in use: a reader from two addresses.
         for _ in 0..2 {
             for ip in ["198.51.100.1", "198.51.100.2"] {
-                a.handle_json(&event(&t, ip)).await.unwrap();
+                a.handle_json(&event(&t, ip), None).await.unwrap();
             }
         }
         // The policies read `sourceIp`: each new address is a new set of facts.
         for i in 0..1_000 {
             let ip = format!("10.{}.{}.1", i / 250, i % 250);
-            a.handle_json(&event(&t, &ip)).await.unwrap();
+            a.handle_json(&event(&t, &ip), None).await.unwrap();
         }
         let before = a.memo_stats();
         assert!(before.decision_misses >= 1_000, "{before:?}");
         // The flood did not fit: the memo evicted most of it.
         assert!(before.decision_entries < 200, "{before:?}");
         for ip in ["198.51.100.1", "198.51.100.2"] {
-            a.handle_json(&event(&t, ip)).await.unwrap();
+            a.handle_json(&event(&t, ip), None).await.unwrap();
         }
         let after = a.memo_stats();
         assert_eq!(after.decision_misses, before.decision_misses, "{after:?}");

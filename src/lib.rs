@@ -23,6 +23,7 @@ mod decide;
 pub mod iam;
 mod response;
 mod authorize;
+mod audit;
 mod handler;
 
 pub mod bundle;
@@ -65,5 +66,6 @@ pub(crate) async fn build_authorizer(
         verifier,
         store,
         config.response.clone(),
+        config.observe.clone(),
     ))
 }

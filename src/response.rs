@@ -38,7 +38,8 @@ impl Context {
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v)
     }
-    fn insert(&mut self, name: &str, value: Value) {
+    /// Sets `name` to `value` (replacing a value of that name).
+    pub fn insert(&mut self, name: &str, value: Value) {
         match self.0.iter_mut().find(|(k, _)| k == name) {
             Some((_, v)) => *v = value,
             None => self.0.push((name.to_owned(), value)),
@@ -93,6 +94,13 @@ pub enum Response {
 }
 
 impl Response {
+    pub fn context_mut(&mut self) -> &mut Context {
+        match self {
+            Response::Policy(p) => &mut p.context,
+            Response::Simple(s) => &mut s.context,
+        }
+    }
+
     /// The response as a JSON value (for tools that look into it).
     pub fn to_value(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)

@@ -737,6 +737,25 @@ fn no_log_line_holds_a_token_whatever_the_key_endpoint_does() {
         pipe.logged(&fingerprint(&tokens[tokens.len() - 2])),
         "the last refusal was logged"
     );
+    // The decision lines' metrics counted the fetches and the failed ones, each once: five
+    // faults, each met by a fetch for the unknown kid; the first keys and the rotation fetched.
+    let total = |metric: &str| -> u64 {
+        pipe.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["event"] == "decision")
+            .filter_map(|v| v[metric].as_u64())
+            .sum()
+    };
+    let failures = total("JwksFetchFailures");
+    assert!(failures >= 4, "{failures} failed fetches counted");
+    assert!(
+        total("JwksFetches") >= failures + 2,
+        "{}",
+        total("JwksFetches")
+    );
     let log = pipe.log.lock().unwrap().join("\n");
     for token in &tokens {
         for part in token_parts(token) {

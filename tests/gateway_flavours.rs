@@ -5,7 +5,8 @@
 //! policies (route-wide, or `$connect` alone), simple responses where the cache is keyed on the
 //! route, flat or nested context, and usage plan keys from claims only. Amazon Cognito tokens
 //! against `examples/cognito`: access tokens by `client_id`, ID tokens only with
-//! `CEDARGATE_TOKEN_USE=id`.
+//! `CEDARGATE_TOKEN_USE=id`. The decision log of real runs: one line per call with its fields
+//! and EMF metrics, kept when the level is lowered, and no fragment of a token at any level.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -560,4 +561,267 @@ fn an_invalid_token_use_is_a_configuration_error_that_names_the_variable() {
         err.contains("CEDARGATE_TOKEN_USE") && err.contains("`access,id`"),
         "{err}"
     );
+}
+
+/// The decision lines `invoke` wrote to stderr, parsed, waiting until there are `n`.
+fn decision_lines(pipe: &InvokePipe, n: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let lines: Vec<Value> = pipe
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["event"] == "decision")
+            .collect();
+        if lines.len() >= n || std::time::Instant::now() >= deadline {
+            return lines;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn every_call_writes_one_decision_line_with_its_reasons_and_grants() {
+    let bundle = gateway_bundle("decision-log");
+    let mut pipe = InvokePipe::start(&env_for(&bundle, &[]));
+    let token = reader();
+    let allowed = pipe.send(&rest_request_event(&token, "GET/pets/42", "198.51.100.7"));
+    let denied = pipe.send(&rest_request_event(&token, "GET/pets/42", "203.0.113.66"));
+    let refused = pipe.send(&rest_token_event(&format!("{token}x"), "GET/pets"));
+    assert!(unauthorized(&refused));
+    let lines = decision_lines(&pipe, 3);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+
+    let a = &lines[0];
+    assert_eq!(a["outcome"], "allow", "{a}");
+    assert_eq!(a["answer"], "allow", "{a}");
+    assert_eq!(a["mode"], "enforce", "{a}");
+    assert_eq!(a["level"], "INFO", "{a}");
+    assert_eq!(a["principal"], "auth0|rita", "{a}");
+    assert_eq!(a["flavor"], "request", "{a}");
+    assert_eq!(a["route"], "GET /pets/{petId}", "{a}");
+    assert_eq!(a["arn"], arn("prod", "GET/pets/42"), "{a}");
+    assert!(
+        a["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().ends_with("#readers-read")),
+        "{a}"
+    );
+    assert_eq!(a["token_cache"], "miss", "{a}");
+    assert_eq!(a["decision_cache"], "miss", "{a}");
+    assert_eq!(a["revision"], allowed["context"]["policyRevision"], "{a}");
+    // The answer is reused for every route it allows: the line lists them all.
+    let granted: Vec<&str> = a["granted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    // (`GET /pets/{petId}` is allowed for the requested path alone: beside `GET /pets/search`
+    // the policy cannot allow it for every path exactly, so it is not in the granted set.)
+    assert!(
+        granted.contains(&"GET /pets") && granted.contains(&"GET /pets/search"),
+        "{a}"
+    );
+    assert!(!granted.contains(&"POST /pets"), "{a}");
+    assert!(!granted.contains(&"DELETE /pets/{petId}"), "{a}");
+    assert_eq!(a["granted_count"], granted.len(), "{a}");
+    assert!(a["latency_us"].is_u64(), "{a}");
+    // The decision id is in the response context too, for the backend and the access log.
+    assert_eq!(
+        allowed["context"]["decisionId"], a["decision_id"],
+        "{allowed}"
+    );
+    assert!(
+        a["decision_id"].as_str().unwrap().starts_with("local-"),
+        "{a}"
+    );
+
+    let d = &lines[1];
+    assert_eq!(d["outcome"], "deny", "{d}");
+    assert_eq!(d["granted_count"], 0, "{d}");
+    assert!(
+        d["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().ends_with("#blocked-source-ip")),
+        "{d}"
+    );
+    // The same token again: the verified claims came from the cache.
+    assert_eq!(d["token_cache"], "hit", "{d}");
+    assert_eq!(
+        denied["context"]["decisionId"], d["decision_id"],
+        "{denied}"
+    );
+    assert_ne!(d["decision_id"], a["decision_id"]);
+
+    let u = &lines[2];
+    assert_eq!(u["outcome"], "unauthorized", "{u}");
+    assert!(
+        u["reason"].as_str().unwrap().starts_with("malformed token"),
+        "{u}"
+    );
+    assert!(u.get("principal").is_none(), "{u}");
+    assert!(u["token"].as_str().unwrap().len() == 16, "{u}");
+    let _ = std::fs::remove_dir_all(&bundle);
+}
+
+#[test]
+fn decision_lines_are_emf_documents() {
+    let bundle = gateway_bundle("emf");
+    let mut pipe = InvokePipe::start(&env_for(
+        &bundle,
+        &[("CEDARGATE_METRICS_NAMESPACE", "Test/Cedargate")],
+    ));
+    pipe.send(&rest_request_event(
+        &reader(),
+        "GET/pets/42",
+        "198.51.100.7",
+    ));
+    pipe.send(&rest_request_event(
+        &reader(),
+        "DELETE/pets/42",
+        "198.51.100.7",
+    ));
+    pipe.send(&rest_token_event("x.y.z", "GET/pets"));
+    let lines = decision_lines(&pipe, 3);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for (line, outcome) in lines.iter().zip(["Allow", "Deny", "Unauthorized"]) {
+        let aws = &line["_aws"];
+        assert!(aws["Timestamp"].is_i64(), "{line}");
+        let directives = aws["CloudWatchMetrics"].as_array().unwrap();
+        assert_eq!(directives.len(), 1, "{line}");
+        let d = &directives[0];
+        assert_eq!(d["Namespace"], "Test/Cedargate", "{line}");
+        // Every dimension named has a string value at top level.
+        for set in d["Dimensions"].as_array().unwrap() {
+            for name in set.as_array().unwrap() {
+                assert!(line[name.as_str().unwrap()].is_string(), "{line}");
+            }
+        }
+        // Every metric declared has a number at top level, and a unit CloudWatch knows.
+        for m in d["Metrics"].as_array().unwrap() {
+            let name = m["Name"].as_str().unwrap();
+            assert!(line[name].is_number(), "{name} in {line}");
+            assert!(
+                ["Count", "Milliseconds", "Seconds"].contains(&m["Unit"].as_str().unwrap()),
+                "{m}"
+            );
+        }
+        for o in ["Allow", "Deny", "Unauthorized", "Error"] {
+            assert_eq!(line[o], u64::from(o == outcome), "{o} in {line}");
+        }
+        assert!(line["Latency"].is_number(), "{line}");
+    }
+    assert_eq!(
+        lines[0]["BundleAgeSeconds"].as_u64().map(|s| s < 3600),
+        Some(true)
+    );
+    let _ = std::fs::remove_dir_all(&bundle);
+}
+
+#[test]
+fn a_lowered_log_level_keeps_the_decision_lines_and_says_so_in_their_level() {
+    let bundle = gateway_bundle("audit-level");
+    let env = env_for(&bundle, &[("AWS_LAMBDA_LOG_LEVEL", "ERROR")]);
+    // CEDARGATE_LOG says debug; Lambda's level wins, as lambda_runtime's subscriber has it.
+    let mut pipe = InvokePipe::start_logging(&env, "debug");
+    pipe.send(&rest_request_event(
+        &reader(),
+        "GET/pets/42",
+        "198.51.100.7",
+    ));
+    pipe.send(&rest_token_event("x.y.z", "GET/pets"));
+    let lines = decision_lines(&pipe, 2);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    // Lambda's own filter (JSON log format) drops lines below its level: these carry it.
+    assert!(lines.iter().all(|l| l["level"] == "ERROR"), "{lines:?}");
+    // And the diagnostic lines below ERROR are gone.
+    let log = pipe.log.lock().unwrap().clone();
+    assert!(
+        !log.iter()
+            .any(|l| l.contains("\"level\":\"INFO\"") || l.contains("\"level\":\"WARN\"")),
+        "{log:?}"
+    );
+    let _ = std::fs::remove_dir_all(&bundle);
+}
+
+#[test]
+fn no_token_or_part_of_one_is_logged_at_any_level() {
+    let bundle = gateway_bundle("no-token-in-logs");
+    let token = reader();
+    let parts: Vec<&str> = token.split('.').collect();
+    for (filter, lambda_level) in [
+        ("trace", None),
+        ("info", Some("DEBUG")),
+        ("info", Some("TRACE")),
+    ] {
+        let mut extra = vec![("CEDARGATE_LOG_PRINCIPAL", "hash")];
+        if let Some(l) = lambda_level {
+            extra.push(("AWS_LAMBDA_LOG_LEVEL", l));
+        }
+        let mut pipe = InvokePipe::start_logging(&env_for(&bundle, &extra), filter);
+        pipe.send(&rest_request_event(&token, "GET/pets/42", "198.51.100.7"));
+        pipe.send(&v1_event(&token, "POST/pets", "POST /pets"));
+        pipe.send(&rest_token_event(&format!("{token}x"), "GET/pets"));
+        pipe.send(&rest_token_event(
+            &format!("{}.{}", parts[0], parts[1]),
+            "GET/pets",
+        ));
+        let lines = decision_lines(&pipe, 4);
+        assert_eq!(lines.len(), 4, "{filter} {lambda_level:?}: {lines:?}");
+        let log = pipe.log.lock().unwrap().join("\n");
+        for part in &parts {
+            // Any 12 characters of a part would be a fragment.
+            for start in (0..part.len().saturating_sub(12)).step_by(6) {
+                let fragment = &part[start..start + 12];
+                assert!(
+                    !log.contains(fragment),
+                    "{filter} {lambda_level:?}: `{fragment}` of the token is in the log"
+                );
+            }
+        }
+        // The principal is hashed as asked.
+        assert!(!log.contains("auth0|rita"), "{filter} {lambda_level:?}");
+        assert!(lines[0]["principal"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:"));
+    }
+    let _ = std::fs::remove_dir_all(&bundle);
+}
+
+#[test]
+fn without_a_valid_bundle_the_decision_line_says_error_and_counts_the_failed_refresh() {
+    let bundle = gateway_bundle("no-valid-bundle");
+    std::fs::write(bundle.join("policies/broken.cedar"), "permit (principal,").unwrap();
+    let mut pipe = InvokePipe::start(&env_for(&bundle, &[]));
+    let r = pipe.send(&rest_request_event(
+        &reader(),
+        "GET/pets/42",
+        "198.51.100.7",
+    ));
+    assert!(
+        !allows(&r["policyDocument"], &arn("prod", "GET/pets/42")),
+        "{r}"
+    );
+    let lines = decision_lines(&pipe, 1);
+    let l = &lines[0];
+    assert_eq!(
+        (&l["outcome"], &l["answer"]),
+        (&json!("error"), &json!("error")),
+        "{l}"
+    );
+    assert_eq!(l["reason"], "no valid policy bundle", "{l}");
+    assert_eq!(l["Error"], 1, "{l}");
+    assert!(l["PolicyRefreshes"].as_u64().unwrap() >= 1, "{l}");
+    assert!(l["PolicyRefreshFailures"].as_u64().unwrap() >= 1, "{l}");
+    // No bundle, no age to report.
+    assert!(l.get("BundleAgeSeconds").is_none(), "{l}");
+    let _ = std::fs::remove_dir_all(&bundle);
 }

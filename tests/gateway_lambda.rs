@@ -185,22 +185,40 @@ fn every_way_in_gives_the_lambdas_answer_for_every_flavour() {
     let scratch = common::fresh_dir("agree-events");
     let mut kinds = std::collections::BTreeSet::new();
     for (n, event) in events.iter().enumerate() {
-        let from_lambda = match lambda.invoke(event) {
+        let mut from_lambda = match lambda.invoke(event) {
             Ok(r) => r,
             Err(e) => {
                 assert_eq!(e, "Unauthorized", "{event}");
                 json!({"error": "Unauthorized"})
             }
         };
-        let from_invoke = pipe.send(event);
+        let mut from_invoke = pipe.send(event);
         let from_explain = explained(&env, event, &scratch, n);
-        let from_serve: Value = http
+        let mut from_serve: Value = http
             .post(serve.url("/_cedargate/invoke"))
             .body(event.to_string())
             .send()
             .unwrap()
             .json()
             .unwrap();
+        // Each call has its own decision id (the Lambda's request id, or one made locally);
+        // `explain` makes no decision and has none. The rest is the same answer.
+        let ids: Vec<Option<Value>> = [&mut from_lambda, &mut from_invoke, &mut from_serve]
+            .into_iter()
+            .map(|v| {
+                v.get_mut("context")
+                    .and_then(Value::as_object_mut)
+                    .and_then(|c| c.remove("decisionId"))
+            })
+            .collect();
+        if from_lambda.get("error").is_none() {
+            assert!(
+                ids.iter()
+                    .all(|id| id.as_ref().is_some_and(Value::is_string)),
+                "{ids:?}"
+            );
+            assert_ne!(ids[0], ids[1]);
+        }
         assert_eq!(from_invoke, from_lambda, "invoke vs Lambda for {event}");
         assert_eq!(from_explain, from_lambda, "explain vs Lambda for {event}");
         assert_eq!(from_serve, from_lambda, "serve vs Lambda for {event}");

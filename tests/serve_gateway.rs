@@ -6,7 +6,7 @@
 //! reqwest. What is covered: the cache (one authorizer call answers every route of a token,
 //! each correctly; the TTL; reloads keep cached answers unless `--flush-on-reload`), routing
 //! precedence, 401 and 403 as API Gateway sends them, bad tokens, CORS, `--upstream`, the
-//! development endpoints and the loopback-only rules.
+//! development endpoints and the loopback-only rules; shadow mode (`CEDARGATE_MODE=shadow`).
 
 #![allow(
     clippy::unwrap_used,
@@ -778,5 +778,101 @@ async fn with_cedargate_issuer_set_serve_trusts_that_issuer_and_runs_no_dev_issu
     assert_eq!(
         s.call("GET", "/prod/pets/42", Some(&own), None).await.0,
         401
+    );
+}
+
+/// Shadow mode end to end: tokens are verified as usual (a bad one is still 401), every route
+/// answers as if allowed, the backend sees `cedargateMode: shadow`, and the decision log says
+/// what enforcing mode would have answered. Cold start says so, loudly.
+#[tokio::test]
+async fn shadow_mode_allows_every_route_and_logs_what_enforce_would_deny() {
+    let s = Serve::start_in_env(
+        workdir("shadow"),
+        &["--cache-ttl", "0"],
+        &[("CEDARGATE_MODE", "shadow")],
+    );
+    let reader = s.token("reader", &[]);
+    // Enforcing mode denies a reader DELETE (see the one-call test above): here it passes.
+    let (st, body) = s.call("DELETE", "/prod/pets/1", Some(&reader), None).await;
+    assert_eq!(st, 200, "{body}");
+    let (st, _) = s.call("GET", "/prod/pets", Some(&reader), None).await;
+    assert_eq!(st, 200);
+    // Bad tokens are refused exactly as when enforcing.
+    let (st, _) = s.call("GET", "/prod/pets", Some("garbage"), None).await;
+    assert_eq!(st, 401);
+    let (st, _) = s.call("GET", "/prod/pets", None, None).await;
+    assert_eq!(st, 401);
+
+    // The authorizer context tells the backend (and the access log) that nothing was enforced.
+    let event = json!({
+        "type": "TOKEN",
+        "authorizationToken": format!("Bearer {reader}"),
+        "methodArn": "arn:aws:execute-api:us-east-1:123456789012:demoapi/prod/DELETE/pets/1",
+    });
+    let answer: Value = s
+        .http
+        .post(s.url("/_cedargate/invoke"))
+        .body(event.to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["context"]["cedargateMode"], "shadow", "{answer}");
+    // One route-wide answer: the whole stage of this API, nothing wider.
+    assert_eq!(
+        answer["policyDocument"]["Statement"],
+        json!([{
+            "Action": "execute-api:Invoke",
+            "Effect": "Allow",
+            "Resource": ["arn:aws:execute-api:us-east-1:123456789012:demoapi/prod/*"],
+        }]),
+        "{answer}"
+    );
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let lines = loop {
+        let lines: Vec<Value> = s
+            .log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["event"] == "decision")
+            .collect();
+        if lines.len() >= 5 || std::time::Instant::now() >= deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let delete = lines
+        .iter()
+        .find(|l| {
+            l["arn"]
+                .as_str()
+                .is_some_and(|a| a.ends_with("/DELETE/pets/1"))
+        })
+        .unwrap_or_else(|| panic!("no decision line for the DELETE: {lines:?}"));
+    assert_eq!(delete["mode"], "shadow", "{delete}");
+    assert_eq!(delete["outcome"], "deny", "{delete}");
+    assert_eq!(delete["answer"], "allow", "{delete}");
+    assert_eq!(delete["ShadowAllowed"], 1, "{delete}");
+    assert_eq!(delete["Deny"], 1, "{delete}");
+    let get = lines
+        .iter()
+        .find(|l| l["arn"].as_str().is_some_and(|a| a.ends_with("/GET/pets")))
+        .unwrap();
+    assert_eq!(
+        (&get["outcome"], &get["ShadowAllowed"]),
+        (&json!("allow"), &json!(0))
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["outcome"] == "unauthorized" && l["answer"] == "unauthorized"),
+        "{lines:?}"
+    );
+    assert!(
+        s.log().contains("\"event\":\"shadow_mode\""),
+        "no start-up warning"
     );
 }

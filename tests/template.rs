@@ -400,3 +400,35 @@ fn validate_checks_the_facts_policies_read_against_each_authorizers_cache_key() 
     assert_eq!(code, 0, "{out}");
     assert!(!flat(&out).contains(fact), "{out}");
 }
+
+#[test]
+fn validate_refuses_shadow_mode_in_the_template_unless_acknowledged() {
+    let dir = bundle_copy("shadow-template");
+    let original = std::fs::read_to_string(repo().join("template.yaml")).unwrap();
+    let shadow = original.replace(
+        "CEDARGATE_LOG: info",
+        "CEDARGATE_LOG: info\n          CEDARGATE_MODE: shadow",
+    );
+    assert_ne!(shadow, original);
+    std::fs::write(dir.join("template.yaml"), &shadow).unwrap();
+    let (code, out) = validate(&dir);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        flat(&out).contains("can deploy `CEDARGATE_MODE=shadow`"),
+        "{out}"
+    );
+    // Acknowledged: accepted, with a warning that the cached answers make the counts per
+    // token (the template's REST authorizer caches for a TTL, keyed on token and address).
+    let acknowledged = shadow.replace(
+        "CEDARGATE_MODE: shadow",
+        "CEDARGATE_MODE: shadow\n          CEDARGATE_SHADOW_ACKNOWLEDGED: \"true\"",
+    );
+    std::fs::write(dir.join("template.yaml"), &acknowledged).unwrap();
+    let (code, out) = validate(&dir);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        flat(&out).contains("shadow counts are decisions per token"),
+        "{out}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -100,7 +100,7 @@ pub fn run(args: &Args, env: &dyn Env) -> ExitCode {
         if matches!(event, Err(EventError::Incomplete(_))) {
             continue;
         }
-        let written = match rt.block_on(authorizer.handle_event(event)) {
+        let written = match rt.block_on(authorizer.handle_event(event, None)) {
             Ok(response) => serde_json::to_writer(&mut out, &response)
                 .map_err(std::io::Error::from)
                 .and_then(|()| out.write_all(b"\n")),

@@ -42,9 +42,14 @@ pub fn run(env: &dyn Env) -> ExitCode {
         // Load (or fail loudly and deny) during the init phase, not on the first request.
         authorizer.store().ensure_fresh().await;
         // The event as the text the runtime received: the handler reads it in one pass.
+        // The Lambda request id is the decision id: in the decision line and in the response
+        // context, so the backend and API Gateway's access log can name the decision.
         let handler = service_fn(move |event: LambdaEvent<Box<RawValue>>| {
             let authorizer = authorizer.clone();
-            async move { authorizer.handle_json(event.payload.get()).await }
+            async move {
+                let id = event.context.request_id;
+                authorizer.handle_json(event.payload.get(), Some(id)).await
+            }
         });
         match lambda_runtime::run(handler).await {
             Ok(()) => ExitCode::SUCCESS,

@@ -83,18 +83,50 @@ impl BundleArgs {
     }
 }
 
-/// Logs go to stderr as JSON lines. `CEDARGATE_LOG` (or `RUST_LOG`) sets the filter.
+/// Diagnostic logs go to stderr. Lambda's own log controls are honoured as `lambda_runtime`'s
+/// subscriber honours them: `AWS_LAMBDA_LOG_LEVEL` sets the level when present (before
+/// `CEDARGATE_LOG` and `RUST_LOG`), and `AWS_LAMBDA_LOG_FORMAT=Text` gives text lines instead
+/// of JSON lines. The decision log (`crate::audit`) does not go through this filter: it is
+/// written at any level.
 fn init_logging(default: &str) {
-    let filter = std::env::var("CEDARGATE_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| default.to_owned());
-    let _ = tracing_subscriber::fmt()
-        .json()
+    let filter = diagnostic_filter(
+        std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().as_deref(),
+        std::env::var("CEDARGATE_LOG")
+            .or_else(|_| std::env::var("RUST_LOG"))
+            .ok()
+            .as_deref(),
+        default,
+    );
+    let text = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("text"));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_current_span(false)
-        .try_init();
+        .with_target(false);
+    let _ = if text {
+        // CloudWatch stamps each line with its time already.
+        builder.without_time().with_ansi(false).try_init()
+    } else {
+        builder.json().with_current_span(false).try_init()
+    };
+}
+
+/// The diagnostic log's filter: `AWS_LAMBDA_LOG_LEVEL` (TRACE, DEBUG, INFO, WARN, ERROR,
+/// FATAL) when set, else `CEDARGATE_LOG`/`RUST_LOG`, else `default`. Whatever it says,
+/// `lambda_runtime` logs at DEBUG at most: at TRACE it logs every raw event, and an event
+/// carries the caller's token.
+fn diagnostic_filter(lambda_level: Option<&str>, own: Option<&str>, default: &str) -> String {
+    let lambda = lambda_level.map(|l| match l.trim().to_ascii_uppercase().as_str() {
+        "TRACE" => "trace",
+        "DEBUG" => "debug",
+        "WARN" => "warn",
+        "ERROR" | "FATAL" => "error",
+        _ => "info",
+    });
+    let base = lambda
+        .map(str::to_owned)
+        .or_else(|| own.map(str::to_owned))
+        .unwrap_or_else(|| default.to_owned());
+    format!("{base},lambda_runtime=debug,lambda_runtime_api_client=debug")
 }
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
@@ -173,4 +205,22 @@ pub fn read_bundle(dir: &Path) -> Result<BundleFiles, ExitCode> {
 pub fn config_failure(e: &ConfigError) -> ExitCode {
     eprintln!("cedargate: {e}");
     ExitCode::from(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::diagnostic_filter;
+
+    #[test]
+    fn lambdas_level_comes_first_and_the_runtime_never_logs_raw_events() {
+        assert_eq!(
+            diagnostic_filter(Some("ERROR"), Some("debug"), "info"),
+            "error,lambda_runtime=debug,lambda_runtime_api_client=debug"
+        );
+        assert!(diagnostic_filter(Some("FATAL"), None, "info").starts_with("error,"));
+        assert!(diagnostic_filter(None, Some("trace"), "info").starts_with("trace,"));
+        assert!(diagnostic_filter(None, None, "warn").starts_with("warn,"));
+        assert!(diagnostic_filter(Some("TRACE"), None, "info")
+            .ends_with("lambda_runtime=debug,lambda_runtime_api_client=debug"));
+    }
 }

@@ -133,6 +133,8 @@ pub struct KeyStore {
     cooldown: Duration,
     max_age: Duration,
     fetches: AtomicU64,
+    /// How many of them failed.
+    fetch_failures: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -230,6 +232,7 @@ impl KeyStore {
             cooldown: cfg.jwks_cooldown,
             max_age: cfg.jwks_max_age,
             fetches: AtomicU64::new(0),
+            fetch_failures: AtomicU64::new(0),
         })
     }
 
@@ -253,6 +256,7 @@ impl KeyStore {
             cooldown: Duration::ZERO,
             max_age: Duration::MAX,
             fetches: AtomicU64::new(0),
+            fetch_failures: AtomicU64::new(0),
         })
     }
 
@@ -309,6 +313,11 @@ impl KeyStore {
     #[doc(hidden)]
     pub fn fetch_count(&self) -> u64 {
         self.fetches.load(Ordering::Relaxed)
+    }
+
+    /// How many JWKS fetches failed (discovery failures included: the keys were not had).
+    pub fn fetch_failure_count(&self) -> u64 {
+        self.fetch_failures.load(Ordering::Relaxed)
     }
 
     fn lookup(&self, alg: Algorithm, kid: Option<&str>) -> Lookup {
@@ -422,6 +431,7 @@ impl KeyStore {
                 remote.last_error.store(None);
             }
             Err(error) => {
+                self.fetch_failures.fetch_add(1, Ordering::Relaxed);
                 let kept = remote.keys.load().as_ref().map_or(0, |f| f.keys.len());
                 tracing::warn!(source = %remote.source, %error, kept, "key refresh failed; keeping the previous keys");
                 // Discovery is redone next time: the jwks_uri may be what changed.

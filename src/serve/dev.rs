@@ -245,7 +245,7 @@ pub async fn explain_caller(app: &App, headers: &HeaderMap) -> Reply {
 /// calls the authorizer the gateway calls, caches included.
 pub async fn invoke(app: &App, body: &[u8]) -> Reply {
     let answer = match std::str::from_utf8(body) {
-        Ok(text) => app.gateway.authorizer().handle_json(text).await,
+        Ok(text) => app.gateway.authorizer().handle_json(text, None).await,
         Err(_) => Err(crate::handler::Unauthorized),
     };
     match answer {

@@ -41,7 +41,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::json;
 
 use crate::claims::Verifier;
-use crate::config::{Env, JwtConfig, PolicyConfig, PolicySource, ResponseConfig};
+use crate::config::{Env, JwtConfig, ObserveConfig, PolicyConfig, PolicySource, ResponseConfig};
 use crate::handler::Authorizer;
 use crate::jwks::KeyStore;
 use crate::store::Store;
@@ -344,11 +344,13 @@ pub async fn run(opts: Options, env: &dyn Env) -> Result<(), String> {
 
     let keys = Arc::new(keys);
     let store = Arc::new(Store::new(&policy));
+    let observe = ObserveConfig::from_env(env).map_err(|e| e.to_string())?;
     let authorizer = Arc::new(Authorizer::new(
         &jwt,
         Verifier::new(&jwt, keys.clone()),
         store.clone(),
         response.clone(),
+        observe,
     ));
     let verifier = Verifier::new(&jwt, keys);
     store.refresh_now().await;

@@ -15,7 +15,7 @@ pub mod published;
 pub mod dir;
 pub mod s3;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -69,6 +69,12 @@ pub struct Store {
     inflight: AtomicBool,
     /// Bumped when a refresh task ends; requests wait on it (bounded).
     finished: watch::Sender<u64>,
+    /// Refreshes attempted and failed (refused bundles included), for the metrics.
+    refreshes: AtomicU64,
+    refresh_failures: AtomicU64,
+    /// Unix seconds when the bundle in use was last confirmed current (loaded, or found
+    /// unchanged at its source); 0 before.
+    confirmed_at: AtomicU64,
 }
 
 impl Store {
@@ -89,7 +95,25 @@ impl Store {
             }),
             inflight: AtomicBool::new(false),
             finished: watch::channel(0).0,
+            refreshes: AtomicU64::new(0),
+            refresh_failures: AtomicU64::new(0),
+            confirmed_at: AtomicU64::new(0),
         }
+    }
+
+    /// Refreshes attempted and failed so far.
+    pub fn refresh_counts(&self) -> (u64, u64) {
+        (
+            self.refreshes.load(Ordering::Relaxed),
+            self.refresh_failures.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Seconds since the bundle in use was last confirmed current, when one is in use: what
+    /// an alarm on a source that stopped answering (or keeps being refused) watches.
+    pub fn bundle_age(&self, now: u64) -> Option<u64> {
+        let at = self.confirmed_at.load(Ordering::Relaxed);
+        (at > 0 && self.current.load().is_some()).then(|| now.saturating_sub(at))
     }
 
     /// A store holding a fixed snapshot.
@@ -179,6 +203,7 @@ impl Store {
     }
 
     async fn refresh_once(&self) {
+        self.refreshes.fetch_add(1, Ordering::Relaxed);
         let result = self.fetch().await;
         match result {
             Ok(Fetched::Unchanged) => self.record_unchanged(),
@@ -225,12 +250,16 @@ impl Store {
     }
 
     fn record_unchanged(&self) {
+        self.confirmed_at
+            .store(unix_seconds(SystemTime::now()), Ordering::Relaxed);
         let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
         s.last_attempt = Some(unix_seconds(SystemTime::now()));
         s.last_outcome = Some("unchanged".to_owned());
     }
 
     fn install(&self, snapshot: Snapshot, outcome: &str) {
+        self.confirmed_at
+            .store(unix_seconds(snapshot.loaded_at), Ordering::Relaxed);
         let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
         s.revision = Some(snapshot.revision().to_owned());
         s.origin = Some(snapshot.origin.clone());
@@ -251,6 +280,7 @@ impl Store {
     }
 
     fn record_failure(&self, error: String, refused: Option<String>) {
+        self.refresh_failures.fetch_add(1, Ordering::Relaxed);
         let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
         s.last_attempt = Some(unix_seconds(SystemTime::now()));
         s.last_outcome = Some(

@@ -54,7 +54,7 @@ pub enum Ttl {
 
 impl Ttl {
     /// Whether answers may be cached at all.
-    fn caches(&self) -> bool {
+    pub(super) fn caches(&self) -> bool {
         !matches!(
             self,
             Self::Seconds(0)

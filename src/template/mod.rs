@@ -37,6 +37,7 @@ use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 mod cache;
+mod mode;
 
 pub use cache::{Authorizer, Payload, Source, Ttl};
 
@@ -594,6 +595,7 @@ impl Template {
         }
         self.check_routes(routes, &mut f);
         self.check_functions(&mut f);
+        mode::check(self, &mut f);
         f
     }
 

@@ -90,6 +90,8 @@ pub struct LambdaEmulator {
     child: Child,
     port: u16,
     client: reqwest::blocking::Client,
+    /// Everything the emulator and the function printed, line by line.
+    pub log: Arc<Mutex<Vec<String>>>,
 }
 
 impl LambdaEmulator {
@@ -132,8 +134,13 @@ impl LambdaEmulator {
             cmd.process_group(0);
         }
         let mut child = cmd.spawn().expect("cargo lambda watch");
-        // Keep the emulator's output flowing (and visible with --nocapture).
-        drain_output(&mut child, |line| eprintln!("[lambda] {line}"));
+        // Keep the emulator's output flowing (and visible with --nocapture), and kept.
+        let log: Arc<Mutex<Vec<String>>> = Default::default();
+        let kept = log.clone();
+        drain_output(&mut child, move |line| {
+            eprintln!("[lambda] {line}");
+            kept.lock().unwrap().push(line);
+        });
         wait_for_port(port, Duration::from_secs(120));
         let client = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(600))
@@ -143,6 +150,7 @@ impl LambdaEmulator {
             child,
             port,
             client,
+            log,
         }
     }
 
