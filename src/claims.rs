@@ -16,8 +16,8 @@
 //!
 //! Invariants: a [`VerifiedClaims`] has a non-empty string `sub`, a string `iss` equal to a
 //! configured issuer, and an `exp` that had not passed (within the leeway) at verification time;
-//! its `aud` names a configured audience or client id, or (no `aud`) its `client_id` is a
-//! configured client id; and a `token_use` it carries (required when only a client id made it
+//! its `aud` names an audience or client id configured for its issuer (for every issuer, or
+//! for that one), or (no `aud`) its `client_id` is such a client id; and a `token_use` it carries (required when only a client id made it
 //! ours) is `CEDARGATE_TOKEN_USE`'s.
 
 use std::sync::Arc;

@@ -12,12 +12,13 @@
 //! an error naming the route; a policy reading a request fact the cache key does not carry is a
 //! warning (an error under a TOKEN authorizer, whose events never carry it). With several
 //! issuers (a function's `CEDARGATE_ISSUER` in the template, else the environment's), a policy
-//! that tells principals apart by id without telling their issuers apart is a warning.
+//! that tells principals apart by id without telling their issuers apart is a warning; under
+//! `@qualify("iss")`, so is a principal id that a policy names without an issuer.
 
 use std::process::ExitCode;
 
 use crate::bundle::Snapshot;
-use crate::template::{ambiguous_ids, split_issuers, Template};
+use crate::template::{ambiguous_ids, split_issuers, unqualified_ids, Template};
 
 /// The SAM template checked beside the bundle, when there is one.
 pub const TEMPLATE_FILE: &str = "template.yaml";
@@ -47,6 +48,11 @@ pub fn run(args: &Args) -> ExitCode {
             let mut errors: Vec<miette::Report> = Vec::new();
             let mut warnings = problems.warnings;
             let from_template = check_template(&dir, &snapshot, &mut errors, &mut warnings);
+            warnings.extend(
+                unqualified_ids(&snapshot)
+                    .into_iter()
+                    .map(|w| miette::miette!(severity = miette::Severity::Warning, "{w}")),
+            );
             // The issuers of the environment `validate` runs in (a deployment pipeline's), when
             // the template did not already name several.
             if !from_template {

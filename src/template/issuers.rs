@@ -103,6 +103,53 @@ pub fn ambiguous(snapshot: &Snapshot, source: &str, issuers: &[String]) -> Vec<S
         .collect()
 }
 
+/// Under `@qualify("iss")`, the principal ids that policies name without an issuer: such an
+/// id (`User::"alice"`) can never be a caller's, so the policy is dead where it permits and
+/// void where it forbids. One warning per policy and id.
+pub fn unqualified_ids(snapshot: &Snapshot) -> Vec<String> {
+    let mapping = snapshot.mapping();
+    if !mapping.qualifies_by_issuer() {
+        return Vec::new();
+    }
+    let principal = mapping.principal_type().to_string();
+    let mut out = Vec::new();
+    for policy in snapshot.policies.policies() {
+        let Ok(json) = policy.to_json() else { continue };
+        let mut ids = Vec::new();
+        entity_ids(&json, &principal, &mut ids);
+        ids.sort();
+        ids.dedup();
+        for id in ids.into_iter().filter(|id| !id.contains(ISSUER_SEPARATOR)) {
+            out.push(format!(
+                "policy `{}` names `{principal}::\"{id}\"`, but under `@qualify(\"iss\")` every `{principal}` id is `<iss>{ISSUER_SEPARATOR}<{claim}>`: no caller has this id (write `{principal}::\"ISSUER{ISSUER_SEPARATOR}{id}\"`)",
+                policy.id(),
+                claim = mapping.id_claim(),
+            ));
+        }
+    }
+    // Policies come in no particular order; messages in a stable one.
+    out.sort();
+    out
+}
+
+/// The ids of the entities of type `ty` anywhere in a policy's JSON form (scope and
+/// conditions: `{"type": T, "id": I}`, also under `__entity`).
+fn entity_ids(v: &Value, ty: &str, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            if let (Some(Value::String(t)), Some(Value::String(id))) = (m.get("type"), m.get("id"))
+            {
+                if t == ty {
+                    out.push(id.clone());
+                }
+            }
+            m.values().for_each(|v| entity_ids(v, ty, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| entity_ids(v, ty, out)),
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -210,6 +257,34 @@ action "GET /pets" appliesTo { principal: [User], resource: [Api] };
         )
         .unwrap_err();
         assert!(err.contains("`@qualify` on `Role`"), "{err}");
+    }
+
+    #[test]
+    fn under_qualify_an_id_without_an_issuer_is_a_warning() {
+        let qualified = SCHEMA.replace(
+            r#"@claim("sub") entity User"#,
+            r#"@claim("sub") @qualify("iss") entity User"#,
+        );
+        let s = snapshot(
+            &qualified,
+            r#"@id("scope") permit(principal == User::"alice", action, resource);
+@id("cond") forbid(principal, action, resource) when { principal in [User::"bob", User::"https://a.example/|carol"] };
+@id("ok") permit(principal == User::"https://a.example/|alice", action, resource);"#,
+        )
+        .unwrap();
+        let w = unqualified_ids(&s);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("#cond") && w[0].contains("User::\"bob\""),
+            "{w:?}"
+        );
+        assert!(
+            w[1].contains("policy `policies/p.cedar#scope` names `User::\"alice\"`"),
+            "{w:?}"
+        );
+        assert!(w[1].contains("write `User::\"ISSUER|alice\"`"), "{w:?}");
+        // Without `@qualify` ids are plain `sub`s.
+        assert!(unqualified_ids(&snapshot(SCHEMA, BY_ID).unwrap()).is_empty());
     }
 
     const TEMPLATE: &str = r#"

@@ -43,7 +43,7 @@ mod cache;
 mod issuers;
 
 pub use cache::{Authorizer, Payload, Source, Ttl};
-pub use issuers::{ambiguous as ambiguous_ids, split_issuers};
+pub use issuers::{ambiguous as ambiguous_ids, split_issuers, unqualified_ids};
 
 use crate::bundle::Snapshot;
 use crate::config::KNOWN_VARIABLES;
