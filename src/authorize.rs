@@ -555,6 +555,7 @@ mod tests {
   @claim("email") email?: String,
   @claim("level") level?: Long,
   @claim("scope") @split(" ") scopes?: Set<String>,
+  @claim("iss") issuer?: String,
 };
 entity Api { stage: String };
 type Ctx = {
@@ -571,6 +572,8 @@ action "GET /p/{id}" appliesTo { principal: [User], resource: [Api], context: Ct
 "#;
 
     const IDS: [&str; 3] = ["alice", "bob", "carol"];
+    /// Two issuers that both call someone `alice`.
+    const ISSUERS: [&str; 2] = ["https://a.example/", "https://b.example/"];
     const ROLES: [&str; 2] = ["r1", "r2"];
     const EMAILS: [&str; 2] = ["a@x.example", "b@x.example"];
     const SCOPES: [&str; 2] = ["read", "write"];
@@ -590,13 +593,24 @@ action "GET /p/{id}" appliesTo { principal: [User], resource: [Api], context: Ct
         "PUT/none",
     ];
 
-    /// A policy reading one kind of fact, with a literal chosen by `k`.
-    fn policy(template: usize, k: usize) -> String {
+    /// A principal id as policies name it: under `@qualify("iss")`, with an issuer.
+    fn user(qualify: bool, k: usize) -> String {
+        let id = IDS[k % IDS.len()];
+        if qualify {
+            format!("{}|{id}", ISSUERS[k % ISSUERS.len()])
+        } else {
+            id.to_owned()
+        }
+    }
+
+    /// A policy reading one kind of fact, with a literal chosen by `k`; principal ids as
+    /// `qualify` makes them.
+    fn policy(template: usize, k: usize, qualify: bool) -> String {
         let pick = |list: &[&str]| list[k % list.len()].to_owned();
         match template {
             0 => format!(
                 r#"permit(principal == User::"{}", action == Action::"GET /a", resource);"#,
-                pick(&IDS)
+                user(qualify, k)
             ),
             1 => format!(
                 r#"permit(principal in Role::"{}", action == Action::"GET /b", resource);"#,
@@ -645,21 +659,46 @@ action "GET /p/{id}" appliesTo { principal: [User], resource: [Api], context: Ct
             ),
             12 => format!(
                 r#"permit(principal, action == Action::"POST /c", resource) when {{ principal == User::"{}" || principal in Role::"{}" }};"#,
-                pick(&IDS),
+                user(qualify, k),
                 pick(&ROLES)
             ),
-            _ => format!(
+            13 => format!(
                 r#"forbid(principal, action == Action::"GET /b", resource) when {{ [User::"{}", User::"carol"].contains(principal) }};"#,
-                pick(&IDS)
+                user(qualify, k)
+            ),
+            14 => format!(
+                r#"permit(principal, action == Action::"GET /b", resource) when {{ principal has issuer && principal.issuer == "{}" }};"#,
+                pick(&ISSUERS)
+            ),
+            _ => format!(
+                r#"forbid(principal == User::"{}", action, resource) when {{ principal has issuer && principal.issuer == "{}" }};"#,
+                user(qualify, k),
+                pick(&ISSUERS)
             ),
         }
     }
 
     fn snapshot(policies: &[(usize, usize)]) -> Snapshot {
-        let text: Vec<String> = policies.iter().map(|(t, k)| policy(*t, *k)).collect();
+        snapshot_with(policies, false)
+    }
+
+    /// The bundle with `policies`; with `qualify`, principal ids qualified by the issuer.
+    fn snapshot_with(policies: &[(usize, usize)], qualify: bool) -> Snapshot {
+        let text: Vec<String> = policies
+            .iter()
+            .map(|(t, k)| policy(*t, *k, qualify))
+            .collect();
+        let schema = if qualify {
+            SCHEMA.replace(
+                r#"@claim("sub") entity User"#,
+                r#"@claim("sub") @qualify("iss") entity User"#,
+            )
+        } else {
+            SCHEMA.to_owned()
+        };
         let files = BundleFiles {
             files: BTreeMap::from([
-                ("schema/api.cedarschema".to_owned(), SCHEMA.to_owned()),
+                ("schema/api.cedarschema".to_owned(), schema),
                 ("policies/p.cedar".to_owned(), text.join("\n")),
             ]),
         };
@@ -673,6 +712,7 @@ action "GET /p/{id}" appliesTo { principal: [User], resource: [Api], context: Ct
     #[derive(Debug, Clone)]
     struct Caller {
         id: usize,
+        issuer: usize,
         roles: Vec<bool>,
         email: Option<usize>,
         level: Option<i64>,
@@ -703,6 +743,7 @@ action "GET /p/{id}" appliesTo { principal: [User], resource: [Api], context: Ct
                 proptest::option::of(0..2usize),
             ),
             (0..2usize, 0..2usize, 900..2200i64, 0..RESOURCES.len()),
+            0..ISSUERS.len(),
         )
             .prop_map(
                 |(
@@ -710,8 +751,10 @@ action "GET /p/{id}" appliesTo { principal: [User], resource: [Api], context: Ct
                     (email, level, scope),
                     (ip, agent, tenant),
                     (stage, api, time_s, resource),
+                    issuer,
                 )| Caller {
                     id,
+                    issuer,
                     roles,
                     email,
                     level,
@@ -731,7 +774,7 @@ action "GET /p/{id}" appliesTo { principal: [User], resource: [Api], context: Ct
         fn claims(&self) -> VerifiedClaims {
             let mut c = json!({
                 "sub": IDS[self.id],
-                "iss": "https://issuer.example/",
+                "iss": ISSUERS[self.issuer],
                 "roles": ROLES.iter().zip(&self.roles).filter(|(_, on)| **on).map(|(r, _)| *r).collect::<Vec<_>>(),
             });
             if let Some(e) = self.email {
@@ -878,10 +921,11 @@ action "GET /p/{id}" appliesTo { principal: [User], resource: [Api], context: Ct
         #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
         #[test]
         fn memoized_decisions_are_cedars_decisions_for_the_full_request(
-            policies in proptest::collection::vec((0..14usize, 0..6usize), 1..6),
+            policies in proptest::collection::vec((0..16usize, 0..6usize), 1..6),
             sequence in proptest::collection::vec(callers(), 2..14),
+            qualify in any::<bool>(),
         ) {
-            let s = snapshot(&policies);
+            let s = snapshot_with(&policies, qualify);
             let memo = Remember::default();
             let settings = ResponseConfig::default();
             let mut seen: Vec<(Arc<Facts>, Verdicts)> = Vec::new();
@@ -972,9 +1016,60 @@ action "GET /p/{id}" appliesTo { principal: [User], resource: [Api], context: Ct
         assert!(!snapshot(&[(11, 0)]).decisions_reusable());
     }
 
+    #[test]
+    fn the_same_sub_from_two_issuers_is_two_principals_only_under_qualify() {
+        let settings = ResponseConfig::default();
+        let route = |s: &Snapshot| {
+            s.routes()
+                .routes()
+                .iter()
+                .position(|r| r.name == "GET /a")
+                .unwrap()
+        };
+        // `alice` of issuer A and `alice` of issuer B.
+        let (mut a, mut b) = (callers_fixed(0), callers_fixed(0));
+        a.issuer = 0;
+        b.issuer = 1;
+        let run = |s: &Snapshot, c: &Caller| {
+            let (claims, req) = (c.claims(), c.request());
+            let input = Input {
+                request: &req,
+                claims: &claims,
+                now: SystemTime::UNIX_EPOCH,
+            };
+            let o = authorize(Some(s), &input, &settings, Detail::Explain, &NoMemo).unwrap();
+            let allowed = decisions(s, &o)[route(s)].0;
+            (o.principal.clone(), allowed, o.facts.unwrap())
+        };
+        // By default the id is `sub` alone: `User::"alice"` is both of them.
+        let plain = snapshot_with(&[(0, 0)], false);
+        let (pa, allowed_a, fa) = run(&plain, &a);
+        let (pb, allowed_b, fb) = run(&plain, &b);
+        assert_eq!((pa.as_str(), pb.as_str()), ("alice", "alice"));
+        assert!(allowed_a && allowed_b);
+        // The facts still differ (the issuer is always one), so neither shares the other's
+        // memoized decision.
+        assert_ne!(fa, fb);
+        // Under `@qualify("iss")` they are two principals, and the policy names one of them.
+        let qualified = snapshot_with(&[(0, 0)], true);
+        let (pa, allowed_a, fa) = run(&qualified, &a);
+        let (pb, allowed_b, fb) = run(&qualified, &b);
+        assert_eq!(pa, "https://a.example/|alice");
+        assert_eq!(pb, "https://b.example/|alice");
+        assert!(allowed_a && !allowed_b);
+        assert_ne!(fa.principal_id, fb.principal_id);
+        // Claims that name no issuer cannot give a qualified id.
+        let claims = VerifiedClaims::from_trusted_json(json!({"sub": "alice"})).unwrap();
+        let err = crate::facts::principal_id(qualified.mapping(), &claims)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`iss`") && err.contains("@qualify"), "{err}");
+    }
+
     fn callers_fixed(id: usize) -> Caller {
         Caller {
             id,
+            issuer: 0,
             roles: vec![false, false],
             email: None,
             level: None,

@@ -16,8 +16,8 @@
 //!
 //! Invariants: a [`VerifiedClaims`] has a non-empty string `sub`, a string `iss` equal to a
 //! configured issuer, and an `exp` that had not passed (within the leeway) at verification time;
-//! its `aud` names a configured audience or client id, or (no `aud`) its `client_id` is a
-//! configured client id; and a `token_use` it carries (required when only a client id made it
+//! its `aud` names an audience or client id configured for its issuer (for every issuer, or
+//! for that one), or (no `aud`) its `client_id` is such a client id; and a `token_use` it carries (required when only a client id made it
 //! ours) is `CEDARGATE_TOKEN_USE`'s.
 
 use std::sync::Arc;
@@ -139,13 +139,21 @@ impl VerifiedClaims {
     }
 }
 
+/// What one issuer's tokens may name to be for this API.
+#[derive(Debug)]
+struct Accepted {
+    audiences: Vec<String>,
+    client_ids: Vec<String>,
+}
+
 /// Verifies tokens against the configured issuers, audiences, algorithms and keys.
 #[derive(Debug)]
 pub struct Verifier {
     keys: Arc<KeyStore>,
-    issuers: Vec<String>,
-    audiences: Vec<String>,
-    client_ids: Vec<String>,
+    /// Each configured issuer with the audiences and client ids its tokens may carry: those
+    /// for every issuer and its own (`ISSUER=VALUE`), so that one issuer's audience never
+    /// makes another issuer's token ours.
+    issuers: Vec<(String, Accepted)>,
     token_use: TokenUse,
     algorithms: Vec<Algorithm>,
     leeway: u64,
@@ -155,9 +163,20 @@ impl Verifier {
     pub fn new(cfg: &JwtConfig, keys: Arc<KeyStore>) -> Self {
         Self {
             keys,
-            issuers: cfg.issuers.clone(),
-            audiences: cfg.audiences.clone(),
-            client_ids: cfg.client_ids.clone(),
+            issuers: cfg
+                .issuers
+                .iter()
+                .map(|iss| {
+                    let (audiences, client_ids) = cfg.accepted(iss);
+                    (
+                        iss.clone(),
+                        Accepted {
+                            audiences,
+                            client_ids,
+                        },
+                    )
+                })
+                .collect(),
             token_use: cfg.token_use,
             algorithms: cfg.algorithms.clone(),
             leeway: cfg.leeway.as_secs(),
@@ -197,7 +216,7 @@ impl Verifier {
         // The signature holds, so the payload is the issuer's: now it may be read.
         let claims = parse_object(token.payload()).map_err(ClaimsError::Payload)?;
 
-        let iss = self.issuer(&claims)?;
+        let (iss, accepted) = self.issuer(&claims)?;
         // A key found through one issuer's discovery vouches only for that issuer: otherwise any
         // configured issuer could mint tokens in another's name.
         if let Some(key_issuer) = key.issuer() {
@@ -210,7 +229,7 @@ impl Verifier {
         }
         let sub = subject(&claims)?;
         let exp = self.times(&claims, now)?;
-        self.audience(&claims)?;
+        self.audience(&claims, accepted)?;
 
         Ok(VerifiedClaims {
             claims,
@@ -221,12 +240,15 @@ impl Verifier {
     }
 
     /// `iss` must be one string equal to a configured issuer. jsonwebtoken accepts an array
-    /// that merely contains one; an issuer is a single identity (RFC 7519 §4.1.1).
-    fn issuer(&self, claims: &JsonObject) -> Result<String, ClaimsError> {
+    /// that merely contains one; an issuer is a single identity (RFC 7519 §4.1.1). Returns it
+    /// with what its tokens may name to be for this API.
+    fn issuer(&self, claims: &JsonObject) -> Result<(String, &Accepted), ClaimsError> {
         match claims.get("iss") {
             None => Err(ClaimsError::Missing("iss")),
-            Some(Value::String(iss)) if self.issuers.iter().any(|i| i == iss) => Ok(iss.clone()),
-            Some(Value::String(iss)) => Err(ClaimsError::Issuer(shown(iss))),
+            Some(Value::String(iss)) => match self.issuers.iter().find(|(i, _)| i == iss) {
+                Some((_, accepted)) => Ok((iss.clone(), accepted)),
+                None => Err(ClaimsError::Issuer(shown(iss))),
+            },
             Some(_) => Err(ClaimsError::Invalid {
                 claim: "iss",
                 reason: "it is not a string",
@@ -266,12 +288,13 @@ impl Verifier {
     /// Whether the token is for this API: by its `aud`, or, when it has none, by its
     /// `client_id` (Cognito access tokens); and whether it is the configured kind of token
     /// (`token_use`). A token for some other API, or an ID token sent where access tokens are
-    /// expected, must not be accepted here.
-    fn audience(&self, claims: &JsonObject) -> Result<(), ClaimsError> {
+    /// expected, must not be accepted here. `accepted` is the token's issuer's: an audience
+    /// configured for another issuer names another issuer's client, not ours.
+    fn audience(&self, claims: &JsonObject, accepted: &Accepted) -> Result<(), ClaimsError> {
         let token_use = self.token_use(claims)?;
         let by_client_id_only = match claims.get("aud") {
-            Some(aud) => self.aud(aud)?,
-            None => self.client_id(claims)?,
+            Some(aud) => aud_matches(aud, accepted)?,
+            None => client_id_matches(claims, accepted)?,
         };
         // A client id says which application asked for the token, not which kind of token it
         // is: Cognito issues ID tokens (`aud` = client id) and access tokens (`client_id` =
@@ -303,62 +326,62 @@ impl Verifier {
             }),
         }
     }
+}
 
-    /// `aud` may be a string or an array of strings (Auth0 sends an array when the userinfo
-    /// audience is included); one of them must be a configured audience or client id (Cognito
-    /// ID tokens carry the client id in `aud`). Returns whether only a client id matched.
-    ///
-    /// When `aud` is present it decides alone: a `client_id` beside it is not consulted, even
-    /// when it is ours. `aud` is the issuer's statement of who the token is for (RFC 7519
-    /// §4.1.3: a recipient not named in it must reject the token); `client_id` only names the
-    /// application that asked for it, which may well hold tokens for other APIs.
-    fn aud(&self, aud: &Value) -> Result<bool, ClaimsError> {
-        let invalid = ClaimsError::Invalid {
-            claim: "aud",
-            reason: "it is not a string or an array of strings",
-        };
-        let audiences: Vec<&str> = match aud {
-            Value::String(aud) => vec![aud.as_str()],
-            Value::Array(items) => items
-                .iter()
-                .map(Value::as_str)
-                .collect::<Option<Vec<&str>>>()
-                .ok_or(invalid)?,
-            _ => return Err(invalid),
-        };
-        let named = |accepted: &[String]| {
-            audiences
-                .iter()
-                .any(|aud| accepted.iter().any(|a| a == aud))
-        };
-        if named(&self.audiences) {
-            return Ok(false);
-        }
-        if named(&self.client_ids) {
-            return Ok(true);
-        }
-        Err(ClaimsError::Audience(
-            audiences.first().map_or_else(String::new, |a| shown(a)),
-        ))
+/// `aud` may be a string or an array of strings (Auth0 sends an array when the userinfo
+/// audience is included); one of them must be a configured audience or client id (Cognito
+/// ID tokens carry the client id in `aud`). Returns whether only a client id matched.
+///
+/// When `aud` is present it decides alone: a `client_id` beside it is not consulted, even
+/// when it is ours. `aud` is the issuer's statement of who the token is for (RFC 7519
+/// §4.1.3: a recipient not named in it must reject the token); `client_id` only names the
+/// application that asked for it, which may well hold tokens for other APIs.
+fn aud_matches(aud: &Value, accepted: &Accepted) -> Result<bool, ClaimsError> {
+    let invalid = ClaimsError::Invalid {
+        claim: "aud",
+        reason: "it is not a string or an array of strings",
+    };
+    let audiences: Vec<&str> = match aud {
+        Value::String(aud) => vec![aud.as_str()],
+        Value::Array(items) => items
+            .iter()
+            .map(Value::as_str)
+            .collect::<Option<Vec<&str>>>()
+            .ok_or(invalid)?,
+        _ => return Err(invalid),
+    };
+    let named = |accepted: &[String]| {
+        audiences
+            .iter()
+            .any(|aud| accepted.iter().any(|a| a == aud))
+    };
+    if named(&accepted.audiences) {
+        return Ok(false);
     }
+    if named(&accepted.client_ids) {
+        return Ok(true);
+    }
+    Err(ClaimsError::Audience(
+        audiences.first().map_or_else(String::new, |a| shown(a)),
+    ))
+}
 
-    /// A token without `aud` is ours only when `CEDARGATE_CLIENT_ID` is set and its `client_id`
-    /// is one of the configured ones (a Cognito access token). Without configured client ids,
-    /// `aud` stays required: `client_id` alone is not trusted by default. Returns `true`: such a
-    /// token is always ours through a client id alone.
-    fn client_id(&self, claims: &JsonObject) -> Result<bool, ClaimsError> {
-        if self.client_ids.is_empty() {
-            return Err(ClaimsError::Missing("aud"));
-        }
-        match claims.get("client_id") {
-            None => Err(ClaimsError::MissingAudienceOrClientId),
-            Some(Value::String(id)) if self.client_ids.iter().any(|c| c == id) => Ok(true),
-            Some(Value::String(id)) => Err(ClaimsError::ClientId(shown(id))),
-            Some(_) => Err(ClaimsError::Invalid {
-                claim: "client_id",
-                reason: "it is not a string",
-            }),
-        }
+/// A token without `aud` is ours only when `CEDARGATE_CLIENT_ID` is set and its `client_id`
+/// is one of the configured ones (a Cognito access token). Without configured client ids,
+/// `aud` stays required: `client_id` alone is not trusted by default. Returns `true`: such a
+/// token is always ours through a client id alone.
+fn client_id_matches(claims: &JsonObject, accepted: &Accepted) -> Result<bool, ClaimsError> {
+    if accepted.client_ids.is_empty() {
+        return Err(ClaimsError::Missing("aud"));
+    }
+    match claims.get("client_id") {
+        None => Err(ClaimsError::MissingAudienceOrClientId),
+        Some(Value::String(id)) if accepted.client_ids.iter().any(|c| c == id) => Ok(true),
+        Some(Value::String(id)) => Err(ClaimsError::ClientId(shown(id))),
+        Some(_) => Err(ClaimsError::Invalid {
+            claim: "client_id",
+            reason: "it is not a string",
+        }),
     }
 }
 
@@ -627,6 +650,61 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn each_issuer_accepts_its_own_audiences_and_client_ids_only() {
+        const A: &str = "https://a.example/";
+        const B: &str = "https://b.example/";
+        let env: BTreeMap<&str, &str> = [
+            ("CEDARGATE_ISSUER", "https://a.example/,https://b.example/"),
+            (
+                "CEDARGATE_AUDIENCE",
+                "shared-api, https://a.example/=api-a, https://b.example/=api-b",
+            ),
+            ("CEDARGATE_CLIENT_ID", "https://b.example/=client-b"),
+            ("CEDARGATE_JWKS_FILE", "/unused"),
+        ]
+        .into_iter()
+        .collect();
+        let keys = Arc::new(
+            KeyStore::from_jwks_json(&jwks(&[jwk(rsa(), json!({"kid": "rsa-1"}))])).unwrap(),
+        );
+        let setup = Setup {
+            verifier: Verifier::new(&JwtConfig::from_env(&env).unwrap(), keys),
+        };
+        let mint = |c: Value| mint(rsa(), Algorithm::RS256, Some("rsa-1"), &c);
+        let token = |iss: &str, aud: Value| mint(with(json!({"iss": iss, "aud": aud})));
+        // Each issuer's own audience, and the one for every issuer.
+        for (iss, aud) in [
+            (A, "api-a"),
+            (B, "api-b"),
+            (A, "shared-api"),
+            (B, "shared-api"),
+        ] {
+            let ok = setup.check(&token(iss, json!(aud))).await;
+            assert_eq!(ok.unwrap().issuer(), iss, "{iss} {aud}");
+        }
+        // Issuer A's token naming issuer B's audience (or client id) is for B's client, not
+        // for anything A may call.
+        for aud in [json!("api-b"), json!(["api-b"]), json!("client-b")] {
+            let err = setup.check(&token(A, aud.clone())).await.unwrap_err();
+            assert!(
+                err.contains("no audience of the token is accepted"),
+                "{aud}: {err}"
+            );
+        }
+        let err = setup.check(&token(B, json!("api-a"))).await.unwrap_err();
+        assert!(err.contains("no audience"), "{err}");
+        // A Cognito-style access token (no `aud`) with B's client id: only from B.
+        let access = |iss: &str| {
+            mint(with(json!({
+                "iss": iss, "aud": null, "client_id": "client-b", "token_use": "access"
+            })))
+        };
+        assert!(setup.check(&access(B)).await.is_ok());
+        let err = setup.check(&access(A)).await.unwrap_err();
+        assert!(err.contains("claim `aud` is required"), "{err}");
+    }
+
+    #[tokio::test]
     async fn header_attacks() {
         let setup = rsa_setup();
         let rs =
@@ -833,6 +911,59 @@ mod tests {
             Algorithm::RS256,
             Some("kb"),
             &with(json!({"iss": iss_a})),
+        );
+        assert!(matches!(
+            check(impersonation).await,
+            Err(ClaimsError::KeyOfOtherIssuer { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn keys_from_an_issuer_s_own_jwks_url_vouch_only_for_that_issuer() {
+        let a = JsonServer::start().await;
+        let b = JsonServer::start().await;
+        a.set("/jwks", 200, jwks(&[jwk(rsa(), json!({"kid": "ka"}))]));
+        b.set(
+            "/jwks",
+            200,
+            jwks(&[jwk(rsa_other(), json!({"kid": "kb"}))]),
+        );
+        // Issuers that are not URLs: no discovery is possible, each has its own JWKS URL.
+        let urls = format!("issuer-a={}/jwks, issuer-b={}/jwks", a.base, b.base);
+        let env: BTreeMap<&str, &str> = [
+            ("CEDARGATE_ISSUER", "issuer-a, issuer-b"),
+            ("CEDARGATE_AUDIENCE", AUD),
+            ("CEDARGATE_JWKS_URL", urls.as_str()),
+        ]
+        .into_iter()
+        .collect();
+        let cfg = JwtConfig::from_env(&env).unwrap();
+        let verifier = Verifier::new(&cfg, Arc::new(KeyStore::new(&cfg).await.unwrap()));
+        let check = |token: String| {
+            let jwt = UnverifiedJwt::parse(&token, 16_384).unwrap();
+            let verifier = &verifier;
+            async move { verifier.verify_at(&jwt, NOW).await }
+        };
+        let own = mint(
+            rsa(),
+            Algorithm::RS256,
+            Some("ka"),
+            &with(json!({"iss": "issuer-a"})),
+        );
+        assert_eq!(check(own).await.unwrap().issuer(), "issuer-a");
+        let own = mint(
+            rsa_other(),
+            Algorithm::RS256,
+            Some("kb"),
+            &with(json!({"iss": "issuer-b"})),
+        );
+        assert_eq!(check(own).await.unwrap().issuer(), "issuer-b");
+        // Issuer B's key signing a token in A's name.
+        let impersonation = mint(
+            rsa_other(),
+            Algorithm::RS256,
+            Some("kb"),
+            &with(json!({"iss": "issuer-a"})),
         );
         assert!(matches!(
             check(impersonation).await,

@@ -320,22 +320,38 @@ fn token_use(env: &dyn Env) -> Result<TokenUse, ConfigError> {
     }
 }
 
+/// What one issuer's tokens may name to be for this API, and where its keys come from: the
+/// `ISSUER=VALUE` items of `CEDARGATE_AUDIENCE`, `CEDARGATE_CLIENT_ID` and `CEDARGATE_JWKS_URL`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PerIssuer {
+    /// Audiences accepted from this issuer only.
+    pub audiences: Vec<String>,
+    /// Client ids accepted from this issuer only.
+    pub client_ids: Vec<String>,
+    /// This issuer's JWKS: keys fetched from it vouch for this issuer alone.
+    pub jwks_url: Option<reqwest::Url>,
+}
+
 /// Everything token verification needs.
 #[derive(Debug, Clone)]
 pub struct JwtConfig {
     /// Accepted `iss` values, compared as exact strings (Auth0's trailing `/` included).
     pub issuers: Vec<String>,
-    /// Accepted `aud` values (`CEDARGATE_AUDIENCE`); may be empty when `client_ids` is not.
+    /// Accepted `aud` values for every issuer (`CEDARGATE_AUDIENCE` items without an issuer).
     pub audiences: Vec<String>,
-    /// Accepted OAuth client ids (`CEDARGATE_CLIENT_ID`): a token without `aud` is for this
-    /// API when its `client_id` is one of them (Cognito access tokens), and an `aud` equal to
-    /// one matches too (Cognito ID tokens). `audiences` and `client_ids` are never both empty.
+    /// Accepted OAuth client ids for every issuer (`CEDARGATE_CLIENT_ID` items without an
+    /// issuer): a token without `aud` is for this API when its `client_id` is one of them
+    /// (Cognito access tokens), and an `aud` equal to one matches too (Cognito ID tokens).
+    /// Every issuer has at least one audience or client id, here or in `per_issuer`.
     pub client_ids: Vec<String>,
+    /// What each issuer accepts besides the lists above, and its own JWKS URL (`ISSUER=VALUE`
+    /// items); issuers without such items are absent.
+    pub per_issuer: BTreeMap<String, PerIssuer>,
     /// The `token_use` a token must carry when it carries one, and must carry when only a
     /// client id made it ours.
     pub token_use: TokenUse,
-    /// Explicit JWKS URL; when absent (and no file or PEM key is given) the JWKS URL comes from
-    /// OIDC discovery of the (first) issuer.
+    /// Explicit JWKS URL for every issuer (keys not bound to one); when absent (and no file
+    /// or PEM key is given), an issuer without its own URL has its keys from OIDC discovery.
     pub jwks_url: Option<reqwest::Url>,
     /// A JWKS loaded at start: keys available without network.
     pub jwks_file: Option<PathBuf>,
@@ -355,29 +371,133 @@ pub struct JwtConfig {
     pub http_timeout: Duration,
 }
 
+/// A list whose items may be scoped to one issuer: `ISSUER=VALUE` (the issuer exactly as in
+/// `CEDARGATE_ISSUER`) holds for that issuer alone, a plain `VALUE` for every issuer. Returns
+/// the plain items and the scoped ones by issuer.
+type ScopedList = (Vec<String>, BTreeMap<String, Vec<String>>);
+
+fn scoped_list(
+    env: &dyn Env,
+    name: &'static str,
+    issuers: &[String],
+) -> Result<ScopedList, ConfigError> {
+    let mut plain = Vec::new();
+    let mut scoped: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // The longest issuer first: `https://a.example/t=x` is scoped to `https://a.example/t`
+    // even when `https://a.example/` is configured too.
+    let mut by_length: Vec<&String> = issuers.iter().collect();
+    by_length.sort_by_key(|i| std::cmp::Reverse(i.len()));
+    for item in optional_list(env, name)? {
+        let found = by_length.iter().find_map(|iss| {
+            let rest = item.strip_prefix(iss.as_str())?.trim_start();
+            Some((*iss, rest.strip_prefix('=')?.trim()))
+        });
+        match found {
+            Some((iss, "")) => {
+                return Err(invalid(
+                    name,
+                    format!("the item for issuer `{iss}` has no value after `=`"),
+                ))
+            }
+            Some((iss, value)) => scoped
+                .entry(iss.clone())
+                .or_default()
+                .push(value.to_owned()),
+            None => {
+                // An item that looks like `https://issuer/=value` but names no configured
+                // issuer is a typo: read as a plain value, it would silently match nothing.
+                if let Some(iss) = issuer_like_prefix(&item) {
+                    return Err(invalid(
+                        name,
+                        format!("`{item}` scopes its value to issuer `{iss}`, which `CEDARGATE_ISSUER` does not list"),
+                    ));
+                }
+                plain.push(item);
+            }
+        }
+    }
+    Ok((plain, scoped))
+}
+
+/// The part before the first `=` when it reads as an issuer URL (`http(s)`, no query): what
+/// an `ISSUER=VALUE` item with a misspelt issuer looks like.
+fn issuer_like_prefix(item: &str) -> Option<&str> {
+    let (left, _) = item.split_once('=')?;
+    let left = left.trim();
+    let url = reqwest::Url::parse(left).ok()?;
+    (matches!(url.scheme(), "http" | "https") && url.query().is_none() && !left.contains('?'))
+        .then_some(left)
+}
+
 impl JwtConfig {
     pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
+        const AUDIENCE: &str = "CEDARGATE_AUDIENCE";
+        const CLIENT_ID: &str = "CEDARGATE_CLIENT_ID";
+        const JWKS_URL: &str = "CEDARGATE_JWKS_URL";
         let issuers = list(env, "CEDARGATE_ISSUER")?;
-        let audiences = optional_list(env, "CEDARGATE_AUDIENCE")?;
-        let client_ids = optional_list(env, "CEDARGATE_CLIENT_ID")?;
+        let (audiences, scoped_audiences) = scoped_list(env, AUDIENCE, &issuers)?;
+        let (client_ids, scoped_client_ids) = scoped_list(env, CLIENT_ID, &issuers)?;
+        let (jwks_urls, scoped_jwks_urls) = scoped_list(env, JWKS_URL, &issuers)?;
         // Without either, every token of the issuer would be for this API, whichever
         // application it was minted for.
-        if audiences.is_empty() && client_ids.is_empty() {
-            return Err(ConfigError::MissingOneOf(
-                "CEDARGATE_AUDIENCE",
-                "CEDARGATE_CLIENT_ID",
-            ));
+        if audiences.is_empty()
+            && scoped_audiences.is_empty()
+            && client_ids.is_empty()
+            && scoped_client_ids.is_empty()
+        {
+            return Err(ConfigError::MissingOneOf(AUDIENCE, CLIENT_ID));
+        }
+        let jwks_url = match jwks_urls.as_slice() {
+            [] => None,
+            [one] => Some(parse_fetch_url(JWKS_URL, one)?),
+            _ => {
+                return Err(invalid(
+                    JWKS_URL,
+                    "one URL for every issuer, or `ISSUER=URL` items for each issuer",
+                ))
+            }
+        };
+        let mut per_issuer: BTreeMap<String, PerIssuer> = BTreeMap::new();
+        for (iss, values) in scoped_audiences {
+            per_issuer.entry(iss).or_default().audiences = values;
+        }
+        for (iss, values) in scoped_client_ids {
+            per_issuer.entry(iss).or_default().client_ids = values;
+        }
+        for (iss, urls) in scoped_jwks_urls {
+            let [url] = urls.as_slice() else {
+                return Err(invalid(
+                    JWKS_URL,
+                    format!("issuer `{iss}` has more than one URL"),
+                ));
+            };
+            per_issuer.entry(iss).or_default().jwks_url = Some(parse_fetch_url(JWKS_URL, url)?);
+        }
+        // Each issuer on its own: one left without an audience or client id would have no way
+        // to mint a token for this API, which is surely not what the operator meant.
+        for iss in &issuers {
+            let own = per_issuer.get(iss);
+            let has_audience =
+                !audiences.is_empty() || own.is_some_and(|p| !p.audiences.is_empty());
+            let has_client_id =
+                !client_ids.is_empty() || own.is_some_and(|p| !p.client_ids.is_empty());
+            if !has_audience && !has_client_id {
+                return Err(invalid(
+                    AUDIENCE,
+                    format!("issuer `{iss}` has no audience (nor a client id in `{CLIENT_ID}`): add `{iss}=AUDIENCE`, or an audience without an issuer for every issuer"),
+                ));
+            }
         }
         let token_use = token_use(env)?;
-        let jwks_url = value(env, "CEDARGATE_JWKS_URL")
-            .map(|raw| parse_fetch_url("CEDARGATE_JWKS_URL", &raw))
-            .transpose()?;
         // Discovery is derived from the issuer; a non-URL issuer is fine only when keys come
         // from elsewhere.
         let jwks_file = file(env, "CEDARGATE_JWKS_FILE");
         let public_key_file = file(env, "CEDARGATE_PUBLIC_KEY_FILE");
         if jwks_url.is_none() && jwks_file.is_none() && public_key_file.is_none() {
             for iss in &issuers {
+                if per_issuer.get(iss).is_some_and(|p| p.jwks_url.is_some()) {
+                    continue;
+                }
                 parse_fetch_url("CEDARGATE_ISSUER", iss)?;
             }
         }
@@ -385,6 +505,7 @@ impl JwtConfig {
             issuers,
             audiences,
             client_ids,
+            per_issuer,
             token_use,
             jwks_url,
             jwks_file,
@@ -396,6 +517,21 @@ impl JwtConfig {
             jwks_max_age: seconds(env, "CEDARGATE_JWKS_MAX_AGE_SECONDS", 3_600, 7 * 86_400)?,
             http_timeout: millis(env, "CEDARGATE_HTTP_TIMEOUT_MS", 3_000, 100, 60_000)?,
         })
+    }
+
+    /// What tokens of `issuer` may name to be for this API: the lists for every issuer and
+    /// the issuer's own.
+    pub fn accepted(&self, issuer: &str) -> (Vec<String>, Vec<String>) {
+        let own = self.per_issuer.get(issuer);
+        let join = |every: &[String], own: Option<&Vec<String>>| {
+            let mut out = every.to_vec();
+            out.extend(own.into_iter().flatten().cloned());
+            out
+        };
+        (
+            join(&self.audiences, own.map(|p| &p.audiences)),
+            join(&self.client_ids, own.map(|p| &p.client_ids)),
+        )
     }
 }
 
@@ -944,6 +1080,154 @@ mod tests {
         let c = JwtConfig::from_env(&e).unwrap();
         assert_eq!(c.issuers, vec!["https://a.auth0.com/", "https://b.example"]);
         assert_eq!(c.algorithms, vec![Algorithm::RS256]);
+    }
+
+    const A: &str = "https://a.example/";
+    const B: &str = "https://b.example/";
+
+    #[test]
+    fn issuer_items_scope_audiences_client_ids_and_jwks_urls_to_one_issuer() {
+        let c = JwtConfig::from_env(&env(&[
+            ("CEDARGATE_ISSUER", "https://a.example/, https://b.example/"),
+            (
+                "CEDARGATE_AUDIENCE",
+                "shared, https://a.example/=api-a, https://a.example/ = api-a2",
+            ),
+            ("CEDARGATE_CLIENT_ID", "https://b.example/=client-b"),
+            (
+                "CEDARGATE_JWKS_URL",
+                "https://b.example/=https://keys.b.example/jwks",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(c.audiences, vec!["shared"]);
+        assert!(c.client_ids.is_empty() && c.jwks_url.is_none());
+        assert_eq!(c.per_issuer[A].audiences, vec!["api-a", "api-a2"]);
+        assert_eq!(c.per_issuer[B].client_ids, vec!["client-b"]);
+        assert_eq!(
+            c.per_issuer[B].jwks_url.as_ref().map(reqwest::Url::as_str),
+            Some("https://keys.b.example/jwks")
+        );
+        assert_eq!(
+            c.accepted(A),
+            (
+                vec!["shared".into(), "api-a".into(), "api-a2".into()],
+                vec![]
+            )
+        );
+        assert_eq!(
+            c.accepted(B),
+            (vec!["shared".into()], vec!["client-b".into()])
+        );
+    }
+
+    #[test]
+    fn the_longest_matching_issuer_owns_an_item() {
+        let c = JwtConfig::from_env(&env(&[
+            (
+                "CEDARGATE_ISSUER",
+                "https://a.example/, https://a.example/tenant2",
+            ),
+            (
+                "CEDARGATE_AUDIENCE",
+                "https://a.example/tenant2=x, https://a.example/=y",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.per_issuer["https://a.example/tenant2"].audiences,
+            vec!["x"]
+        );
+        assert_eq!(c.per_issuer[A].audiences, vec!["y"]);
+    }
+
+    #[test]
+    fn plain_values_with_an_equals_sign_stay_plain() {
+        // Not an issuer before the `=`: an audience (or a URL with a query) as written.
+        let c = JwtConfig::from_env(&env(&[
+            ("CEDARGATE_ISSUER", A),
+            ("CEDARGATE_AUDIENCE", "urn:api=1, https://api.example/?v=2"),
+        ]))
+        .unwrap();
+        assert_eq!(c.audiences, vec!["urn:api=1", "https://api.example/?v=2"]);
+        assert!(c.per_issuer.is_empty());
+    }
+
+    #[test]
+    fn issuer_items_that_cannot_be_honoured_are_refused_and_named() {
+        for (vars, name, needle) in [
+            // A misspelt issuer would match no token at all.
+            (
+                vec![("CEDARGATE_AUDIENCE", "https://a.example/=x, https://c.example/=y")],
+                "CEDARGATE_AUDIENCE",
+                "`https://c.example/`, which `CEDARGATE_ISSUER` does not list",
+            ),
+            (
+                vec![("CEDARGATE_AUDIENCE", "shared, https://b.example/=")],
+                "CEDARGATE_AUDIENCE",
+                "no value after `=`",
+            ),
+            // Issuer B has neither an audience nor a client id of its own or for everyone.
+            (
+                vec![("CEDARGATE_AUDIENCE", "https://a.example/=x")],
+                "CEDARGATE_AUDIENCE",
+                "issuer `https://b.example/` has no audience",
+            ),
+            (
+                vec![
+                    ("CEDARGATE_AUDIENCE", "x"),
+                    ("CEDARGATE_JWKS_URL", "https://k.example/1, https://k.example/2"),
+                ],
+                "CEDARGATE_JWKS_URL",
+                "`ISSUER=URL`",
+            ),
+            (
+                vec![
+                    ("CEDARGATE_AUDIENCE", "x"),
+                    (
+                        "CEDARGATE_JWKS_URL",
+                        "https://a.example/=https://k.example/1, https://a.example/=https://k.example/2",
+                    ),
+                ],
+                "CEDARGATE_JWKS_URL",
+                "more than one URL",
+            ),
+            (
+                vec![
+                    ("CEDARGATE_AUDIENCE", "x"),
+                    ("CEDARGATE_JWKS_URL", "https://a.example/=http://keys.example/jwks"),
+                ],
+                "CEDARGATE_JWKS_URL",
+                "plain http",
+            ),
+        ] {
+            let mut e = env(&[("CEDARGATE_ISSUER", "https://a.example/,https://b.example/")]);
+            e.extend(vars);
+            let err = JwtConfig::from_env(&e).unwrap_err().to_string();
+            assert!(err.contains(name) && err.contains(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn an_issuer_with_its_own_jwks_url_needs_no_discovery_url() {
+        // A non-URL issuer is fine when its keys come from its own JWKS URL.
+        let c = JwtConfig::from_env(&env(&[
+            ("CEDARGATE_ISSUER", "legacy-issuer"),
+            ("CEDARGATE_AUDIENCE", "api"),
+            (
+                "CEDARGATE_JWKS_URL",
+                "legacy-issuer=https://keys.example/jwks",
+            ),
+        ]))
+        .unwrap();
+        assert!(c.per_issuer["legacy-issuer"].jwks_url.is_some());
+        let err = JwtConfig::from_env(&env(&[
+            ("CEDARGATE_ISSUER", "legacy-issuer"),
+            ("CEDARGATE_AUDIENCE", "api"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("CEDARGATE_ISSUER"), "{err}");
     }
 
     #[test]

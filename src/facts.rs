@@ -173,6 +173,9 @@ pub const RESOURCE_ATTRIBUTES: &[&str] = &["stage", "apiId", "region", "accountI
 pub struct Mapping {
     pub(crate) principal_type: EntityTypeName,
     pub(crate) id_claim: String,
+    /// `@qualify("iss")`: the principal's id is `<iss>|<id claim>`, so that principals of
+    /// different issuers never share an id.
+    pub(crate) qualify_by_issuer: bool,
     pub(crate) parents: Vec<ParentMapping>,
     pub(crate) attrs: Vec<AttrMapping>,
     pub(crate) resource_type: EntityTypeName,
@@ -187,6 +190,25 @@ impl Mapping {
 
     pub fn resource_type(&self) -> &EntityTypeName {
         &self.resource_type
+    }
+
+    /// The claim that is the principal's id (`@claim` on the principal type).
+    pub fn id_claim(&self) -> &str {
+        &self.id_claim
+    }
+
+    /// Whether principal ids are qualified by the issuer (`@qualify("iss")`).
+    pub fn qualifies_by_issuer(&self) -> bool {
+        self.qualify_by_issuer
+    }
+
+    /// The principal attributes filled from the `iss` claim: what tells issuers apart where
+    /// ids are not qualified.
+    pub fn issuer_attributes(&self) -> impl Iterator<Item = &str> {
+        self.attrs
+            .iter()
+            .filter(|a| a.claim == "iss")
+            .map(|a| a.name.as_str())
     }
 
     /// The parent mapping of a parent entity type, by its name.
@@ -473,12 +495,36 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
-/// The principal's id: the `@claim` of the principal type, a non-empty string. Required
-/// whether or not a policy reads it: a principal without an id is nobody.
+/// Between the issuer and the id claim in a qualified principal id (`@qualify("iss")`). An
+/// issuer URL cannot contain it (RFC 3986 has no unescaped `|`), so `<iss>|<sub>` is
+/// unambiguous even where `sub` contains one (Auth0's `auth0|…`).
+pub const ISSUER_SEPARATOR: char = '|';
+
+/// The principal's id: the `@claim` of the principal type, a non-empty string, after the
+/// issuer and [`ISSUER_SEPARATOR`] under `@qualify("iss")`. Required whether or not a policy
+/// reads it: a principal without an id is nobody.
 pub fn principal_id(mapping: &Mapping, claims: &VerifiedClaims) -> Result<String, ClaimError> {
     let target = || mapping.principal_type.to_string();
+    let qualified = |id: &str| -> Result<String, ClaimError> {
+        if !mapping.qualify_by_issuer {
+            return Ok(id.to_owned());
+        }
+        // Claims that name no issuer (trusted claims without `iss`) cannot give a qualified
+        // id; an issuer with the separator in it could make two ids collide.
+        match claims.issuer() {
+            "" => Err(ClaimError::Missing {
+                claim: "iss".to_owned(),
+                target: format!("the qualified id of `{}` (`@qualify(\"iss\")`)", target()),
+            }),
+            iss if iss.contains(ISSUER_SEPARATOR) => Err(ClaimError::Entity(format!(
+                "issuer `{}` contains `{ISSUER_SEPARATOR}`, so it cannot qualify an id",
+                iss.escape_default()
+            ))),
+            iss => Ok(format!("{iss}{ISSUER_SEPARATOR}{id}")),
+        }
+    };
     match claims.get(&mapping.id_claim) {
-        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        Some(Value::String(s)) if !s.is_empty() => qualified(s),
         Some(Value::String(_)) | None => Err(ClaimError::Missing {
             claim: mapping.id_claim.clone(),
             target: target(),

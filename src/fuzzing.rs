@@ -117,6 +117,7 @@ fn signer() -> &'static Signer {
             issuers: vec![ISSUER.to_owned()],
             audiences: vec![AUDIENCE.to_owned()],
             client_ids: Vec::new(),
+            per_issuer: Default::default(),
             token_use: crate::config::TokenUse::Access,
             jwks_url: None,
             jwks_file: None,

@@ -4,8 +4,10 @@
 //! Covers OIDC discovery, fetching the JWKS over HTTP, tokens from the issuer's token endpoint
 //! with Auth0-shaped claims (trailing `/` in `iss`, namespaced roles, `scope` string,
 //! `permissions` array), a wrong audience, an unknown `kid` (exactly one refetch per cooldown,
-//! counted both by the key store and by the issuer), and keys of one issuer refusing tokens in
-//! another's name.
+//! counted both by the key store and by the issuer), keys of one issuer refusing tokens in
+//! another's name, audiences scoped to one issuer (`ISSUER=AUDIENCE`), and through the binary
+//! (`invoke`, `explain`, `validate`) the same `sub` from two issuers as two principals under
+//! `@qualify("iss")`, and as one with a warning from `validate` without it.
 //!
 //! Needs Node.js and `npm install --prefix tests/support` (or `npm ci --prefix tests/support`);
 //! without them these tests fail and say so.
@@ -310,4 +312,156 @@ async fn an_issuer_that_names_itself_differently_is_refused() {
     assert!(err.to_string().contains("names issuer"), "{err}");
     assert_eq!(keys.fetch_count(), 0);
     assert_eq!(issuer.jwks_requests().await, 0);
+}
+
+/// A bundle whose one policy lets `alice` of `issuer` in, by id; with `qualify`, ids are
+/// `<iss>|<sub>`.
+fn alice_bundle(name: &str, issuer: &Issuer, qualify: bool) -> PathBuf {
+    let dir = common::fresh_dir(name);
+    std::fs::create_dir_all(dir.join("schema")).unwrap();
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    let annotation = if qualify { r#"@qualify("iss") "# } else { "" };
+    std::fs::write(
+        dir.join("schema/api.cedarschema"),
+        format!(
+            r#"@claim("sub") {annotation}entity User;
+entity Api;
+action "GET /pets" appliesTo {{ principal: [User], resource: [Api] }};
+action "GET /pets/{{petId}}" appliesTo {{ principal: [User], resource: [Api] }};
+"#
+        ),
+    )
+    .unwrap();
+    let alice = if qualify {
+        format!("{}|alice", issuer.url)
+    } else {
+        "alice".to_owned()
+    };
+    std::fs::write(
+        dir.join("policies/alice.cedar"),
+        format!("@id(\"alice\")\npermit(principal == User::\"{alice}\", action, resource);\n"),
+    )
+    .unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_issuers_have_their_own_audiences_and_principals() {
+    let a = Issuer::start(&["--trailing-slash"]);
+    let b = Issuer::start(&["--alg", "ES256"]);
+    let issuers = format!("{},{}", a.url, b.url);
+    let audiences = format!("{}=api-a, {}=api-b", a.url, b.url);
+
+    // Each issuer's audience is good for its own tokens only.
+    let env: BTreeMap<&str, &str> = [
+        ("CEDARGATE_ISSUER", issuers.as_str()),
+        ("CEDARGATE_AUDIENCE", audiences.as_str()),
+        ("CEDARGATE_ALGORITHMS", "RS256,ES256"),
+        ("CEDARGATE_HTTP_TIMEOUT_MS", "10000"),
+    ]
+    .into_iter()
+    .collect();
+    let cfg = JwtConfig::from_env(&env).unwrap();
+    let verifier = Verifier::new(&cfg, Arc::new(KeyStore::new(&cfg).await.unwrap()));
+    for (issuer, aud, ok) in [
+        (&a, "api-a", true),
+        (&b, "api-b", true),
+        (&a, "api-b", false),
+        (&b, "api-a", false),
+    ] {
+        let token = issuer.token(&[("aud", aud), ("sub", "alice")]).await;
+        match (verify(&verifier, &token).await, ok) {
+            (Ok(claims), true) => assert_eq!(claims.issuer(), issuer.url),
+            (Err(ClaimsError::Audience(found)), false) => assert_eq!(found, aud),
+            (other, _) => panic!("{} with `{aud}`: {other:?}", issuer.url),
+        }
+    }
+
+    // Through the binary: `alice` of A and `alice` of B, each with its own audience.
+    let token_a = a.token(&[("aud", "api-a"), ("sub", "alice")]).await;
+    let token_b = b.token(&[("aud", "api-b"), ("sub", "alice")]).await;
+    let run = |bundle: &PathBuf| {
+        let env: Vec<(String, String)> = [
+            ("CEDARGATE_ISSUER", issuers.clone()),
+            ("CEDARGATE_AUDIENCE", audiences.clone()),
+            ("CEDARGATE_ALGORITHMS", "RS256,ES256".to_owned()),
+            ("CEDARGATE_POLICY_SOURCE", bundle.display().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let mut pipe = common::InvokePipe::start(&env);
+        let arn = common::demo_arn("GET/pets");
+        [&token_a, &token_b].map(|token| {
+            let answer = pipe.send(&common::token_event(token, "GET/pets"));
+            let allowed = common::allows(&answer["policyDocument"], &arn);
+            (answer["principalId"].as_str().unwrap().to_owned(), allowed)
+        })
+    };
+    // Under `@qualify("iss")`: two principals, and the policy names A's.
+    let qualified = alice_bundle("issuers-qualified", &a, true);
+    assert_eq!(
+        run(&qualified),
+        [
+            (format!("{}|alice", a.url), true),
+            (format!("{}|alice", b.url), false)
+        ]
+    );
+    // `explain` shows the principal as built, qualified.
+    let event = qualified.join("event-b.json");
+    std::fs::write(
+        &event,
+        common::token_event(&token_b, "GET/pets").to_string(),
+    )
+    .unwrap();
+    let explained = Command::new(env!("CARGO_BIN_EXE_cedargate"))
+        .args(["explain", "--json", "--event"])
+        .arg(&event)
+        .env("CEDARGATE_ISSUER", &issuers)
+        .env("CEDARGATE_AUDIENCE", &audiences)
+        .env("CEDARGATE_ALGORITHMS", "RS256,ES256")
+        .env("CEDARGATE_POLICY_SOURCE", &qualified)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&explained.stdout);
+    assert!(
+        stdout.contains(&format!("{}|alice", b.url)),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&explained.stderr)
+    );
+
+    // By default the id is `sub` alone: both are `User::"alice"`, and `validate`, told of
+    // both issuers, says so and how to fix it.
+    let plain = alice_bundle("issuers-plain", &a, false);
+    assert_eq!(
+        run(&plain),
+        [("alice".to_owned(), true), ("alice".to_owned(), true)]
+    );
+    let validate = |bundle: &PathBuf| {
+        Command::new(env!("CARGO_BIN_EXE_cedargate"))
+            .args(["validate", "--bundle"])
+            .arg(bundle)
+            .env("CEDARGATE_ISSUER", &issuers)
+            .output()
+            .unwrap()
+    };
+    let out = validate(&plain);
+    // miette wraps long messages: read them as one line.
+    let stderr = String::from_utf8_lossy(&out.stderr)
+        .replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("policy `policies/alice.cedar#alice` tells principals apart by id")
+            && stderr.contains("@qualify(\"iss\")"),
+        "{stderr}"
+    );
+    let out = validate(&qualified);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stderr.contains("tells principals apart"),
+        "{stderr}"
+    );
 }

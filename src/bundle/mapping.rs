@@ -5,7 +5,9 @@
 //! [`MappingError`] found (each pointing at a declaration, for the report).
 //!
 //! The rules (see the README's schema conventions):
-//! - `@claim("sub")` on the principal entity type: the claim that is its id.
+//! - `@claim("sub")` on the principal entity type: the claim that is its id; with
+//!   `@qualify("iss")` beside it, the id is `<iss>|<sub>`, so that the same `sub` from two
+//!   issuers is two principals.
 //! - `@claim("roles")` (optionally `@split(" ")`) on an entity type the principal is `in`: the
 //!   claim that holds parent ids (an array of strings, one string, or a string to split).
 //! - `@claim("email")` on a principal attribute: the claim that fills it, converted to the
@@ -319,6 +321,29 @@ impl<'a> Reader<'a> {
         Some((name, def, id_claim))
     }
 
+    /// Phase 2b: `@qualify("iss")` on the principal type (ids qualified by the issuer), and
+    /// nowhere else: on another type it would silently do nothing.
+    fn qualify(&mut self, principal: &str, def: &Value) -> bool {
+        for (name, t) in self.sj.entity_types() {
+            if name != principal && annotation(t, "qualify").is_some() {
+                self.err(SchemaItem::EntityType(name.clone()), format!(
+                    "`@qualify` on `{name}`: only the principal type `{principal}` has ids from tokens"
+                ));
+            }
+        }
+        match annotation(def, "qualify") {
+            None => false,
+            Some("iss") => true,
+            Some(other) => {
+                self.err(
+                    SchemaItem::EntityType(principal.to_owned()),
+                    format!("`@qualify(\"{other}\")` on `{principal}`: the one qualifier is `\"iss\"` (ids become `<iss>|<id claim>`)"),
+                );
+                false
+            }
+        }
+    }
+
     /// Phase 3: parents, the claimed entity types the principal is a member of.
     fn parents(&mut self, principal: &str, def: &Value) -> Vec<ParentMapping> {
         let member_of: Vec<String> = def
@@ -616,6 +641,7 @@ pub fn read(
     let Some((principal_name, principal_def, id_claim)) = r.principal(&applies) else {
         return Err(r.errors);
     };
+    let qualify_by_issuer = r.qualify(&principal_name, principal_def);
     let parents = r.parents(&principal_name, principal_def);
     let attrs = r.attributes(&principal_name, principal_def);
     r.misplaced_claims(&principal_name);
@@ -632,6 +658,7 @@ pub fn read(
         (Ok(principal_type), Ok(resource_type)) if r.errors.is_empty() => Ok(Mapping {
             principal_type,
             id_claim,
+            qualify_by_issuer,
             parents,
             attrs,
             resource_type,

@@ -10,12 +10,15 @@
 //! function environment and authorizer cache keys are checked against the bundle too
 //! (`crate::template`): a route behind the authorizer that the schema lacks, or the reverse, is
 //! an error naming the route; a policy reading a request fact the cache key does not carry is a
-//! warning (an error under a TOKEN authorizer, whose events never carry it).
+//! warning (an error under a TOKEN authorizer, whose events never carry it). With several
+//! issuers (a function's `CEDARGATE_ISSUER` in the template, else the environment's), a policy
+//! that tells principals apart by id without telling their issuers apart is a warning; under
+//! `@qualify("iss")`, so is a principal id that a policy names without an issuer.
 
 use std::process::ExitCode;
 
 use crate::bundle::Snapshot;
-use crate::template::Template;
+use crate::template::{ambiguous_ids, split_issuers, unqualified_ids, Template};
 
 /// The SAM template checked beside the bundle, when there is one.
 pub const TEMPLATE_FILE: &str = "template.yaml";
@@ -44,7 +47,24 @@ pub fn run(args: &Args) -> ExitCode {
             // Checks that need more than the bundle: the API's `template.yaml` beside it.
             let mut errors: Vec<miette::Report> = Vec::new();
             let mut warnings = problems.warnings;
-            check_template(&dir, &snapshot, &mut errors, &mut warnings);
+            let from_template = check_template(&dir, &snapshot, &mut errors, &mut warnings);
+            warnings.extend(
+                unqualified_ids(&snapshot)
+                    .into_iter()
+                    .map(|w| miette::miette!(severity = miette::Severity::Warning, "{w}")),
+            );
+            // The issuers of the environment `validate` runs in (a deployment pipeline's), when
+            // the template did not already name several.
+            if !from_template {
+                let issuers = std::env::var("CEDARGATE_ISSUER")
+                    .map(|raw| split_issuers(&raw))
+                    .unwrap_or_default();
+                warnings.extend(
+                    ambiguous_ids(&snapshot, "`CEDARGATE_ISSUER`", &issuers)
+                        .into_iter()
+                        .map(|w| miette::miette!(severity = miette::Severity::Warning, "{w}")),
+                );
+            }
             for e in &errors {
                 eprintln!("{e:?}");
             }
@@ -90,29 +110,31 @@ pub fn run(args: &Args) -> ExitCode {
     }
 }
 
-/// Runs the `template.yaml` checks when the bundle directory has one.
+/// Runs the `template.yaml` checks when the bundle directory has one. Returns whether the
+/// template configures some cedargate function with several issuers.
 fn check_template(
     dir: &std::path::Path,
     snapshot: &Snapshot,
     errors: &mut Vec<miette::Report>,
     warnings: &mut Vec<miette::Report>,
-) {
+) -> bool {
     let path = dir.join(TEMPLATE_FILE);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
         Err(e) => {
             errors.push(miette::miette!("cannot read `{}`: {e}", path.display()));
-            return;
+            return false;
         }
     };
     let template = match Template::parse(TEMPLATE_FILE, &text) {
         Ok(t) => t,
         Err(e) => {
             errors.push(miette::miette!("{e}"));
-            return;
+            return false;
         }
     };
+    let several = template.issuers().iter().any(|(_, i)| i.len() > 1);
     let findings = template.check(snapshot);
     errors.extend(findings.errors.into_iter().map(|e| miette::miette!("{e}")));
     warnings.extend(
@@ -121,4 +143,5 @@ fn check_template(
             .into_iter()
             .map(|w| miette::miette!(severity = miette::Severity::Warning, "{w}")),
     );
+    several
 }

@@ -40,7 +40,7 @@ impl KeyStore {
         state: &mut FetchState,
     ) -> Result<Vec<Arc<VerifyingKey>>, JwksError> {
         let (url, issuer) = match &remote.source {
-            RemoteSource::Jwks(url) => (url.clone(), None),
+            RemoteSource::Jwks { url, issuer } => (url.clone(), issuer.as_deref()),
             RemoteSource::Discovery { issuer } => {
                 let url = match &state.jwks_uri {
                     Some(url) => url.clone(),
@@ -133,7 +133,7 @@ impl KeyStore {
 impl std::fmt::Display for RemoteSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Jwks(url) => write!(f, "{url}"),
+            Self::Jwks { url, .. } => write!(f, "{url}"),
             Self::Discovery { issuer } => write!(f, "discovery of {issuer}"),
         }
     }

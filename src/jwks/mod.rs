@@ -81,8 +81,9 @@ pub struct VerifyingKey {
     kid: Option<String>,
     algorithms: Vec<Algorithm>,
     key: DecodingKey,
-    /// The issuer whose OIDC discovery produced this key: tokens it verifies must name that
-    /// issuer. `None` for keys configured directly (file, PEM, explicit JWKS URL).
+    /// The issuer whose OIDC discovery (or own `ISSUER=URL` JWKS) produced this key: tokens it
+    /// verifies must name that issuer. `None` for keys configured for every issuer (file, PEM,
+    /// a JWKS URL without an issuer).
     issuer: Option<String>,
 }
 
@@ -96,7 +97,7 @@ impl VerifyingKey {
         &self.algorithms
     }
 
-    /// The issuer this key was discovered for, if it came from OIDC discovery.
+    /// The issuer this key vouches for alone (its discovery or its own JWKS URL), if any.
     pub fn issuer(&self) -> Option<&str> {
         self.issuer.as_deref()
     }
@@ -151,8 +152,15 @@ struct Remote {
 
 #[derive(Debug)]
 enum RemoteSource {
-    Jwks(reqwest::Url),
-    Discovery { issuer: String },
+    /// A JWKS URL; with an issuer (`ISSUER=URL` in `CEDARGATE_JWKS_URL`) its keys vouch for
+    /// that issuer only.
+    Jwks {
+        url: reqwest::Url,
+        issuer: Option<String>,
+    },
+    Discovery {
+        issuer: String,
+    },
 }
 
 #[derive(Debug)]
@@ -208,18 +216,35 @@ impl KeyStore {
             })?;
             fixed.push(Arc::new(key));
         }
-        let sources = match &cfg.jwks_url {
-            Some(url) => vec![RemoteSource::Jwks(url.clone())],
-            // A key file or PEM key without a URL means "these keys only" (config.rs).
-            None if cfg.jwks_file.is_some() || cfg.public_key_file.is_some() => Vec::new(),
-            None => cfg
-                .issuers
-                .iter()
-                .map(|issuer| RemoteSource::Discovery {
-                    issuer: issuer.clone(),
+        // An issuer's own JWKS URL first; then one URL for every issuer; else, unless a key
+        // file or PEM key means "these keys only" (config.rs), each remaining issuer's
+        // discovery.
+        let own_url = |issuer: &String| cfg.per_issuer.get(issuer)?.jwks_url.clone();
+        let mut sources: Vec<RemoteSource> = cfg
+            .issuers
+            .iter()
+            .filter_map(|issuer| {
+                Some(RemoteSource::Jwks {
+                    url: own_url(issuer)?,
+                    issuer: Some(issuer.clone()),
                 })
-                .collect(),
-        };
+            })
+            .collect();
+        match &cfg.jwks_url {
+            Some(url) => sources.push(RemoteSource::Jwks {
+                url: url.clone(),
+                issuer: None,
+            }),
+            None if cfg.jwks_file.is_some() || cfg.public_key_file.is_some() => {}
+            None => sources.extend(
+                cfg.issuers
+                    .iter()
+                    .filter(|issuer| own_url(issuer).is_none())
+                    .map(|issuer| RemoteSource::Discovery {
+                        issuer: issuer.clone(),
+                    }),
+            ),
+        }
         let http = if sources.is_empty() {
             None
         } else {

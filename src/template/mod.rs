@@ -19,6 +19,9 @@
 //!   knows ([`crate::config::KNOWN_VARIABLES`]; a misspelt one would silently leave a default in
 //!   place), and sets the two it cannot run without.
 //! - **Policy read access** (a warning): the function may read one S3 object, not a bucket.
+//! - **Several issuers** ([`issuers`], a warning): with more than one issuer in a function's
+//!   `CEDARGATE_ISSUER`, a policy that tells principals apart by id must be able to tell
+//!   their issuers apart too.
 //! - **Facts against the cache key** ([`cache`]): every request fact a policy reads (source
 //!   IP, user agent, a header, the time) is carried by the authorizer's identity sources or the
 //!   TTL is 0; a TOKEN authorizer, whose events carry none of them, is an error.
@@ -37,9 +40,11 @@ use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 mod cache;
+mod issuers;
 mod mode;
 
 pub use cache::{Authorizer, Payload, Source, Ttl};
+pub use issuers::{ambiguous as ambiguous_ids, split_issuers, unqualified_ids};
 
 use crate::bundle::Snapshot;
 use crate::config::KNOWN_VARIABLES;
@@ -581,6 +586,7 @@ impl Template {
     pub fn check(&self, snapshot: &Snapshot) -> Findings {
         let mut f = self.check_routes_only(snapshot.routes());
         cache::check(self, snapshot, &mut f);
+        issuers::check(self, snapshot, &mut f);
         f
     }
 
