@@ -642,6 +642,7 @@ impl<'a> AuthzRequest<'a> {
     }
 
     /// Parses an event already decoded as JSON.
+    #[cfg(any(fuzzing, feature = "dev"))]
     pub fn from_value(value: &serde_json::Value) -> Result<AuthzRequest<'static>, EventError> {
         let text = value.to_string();
         AuthzRequest::from_json(&text).map(AuthzRequest::into_owned)

@@ -129,7 +129,8 @@ impl Weighter<PolicyKey, Arc<Policy>> for Bytes {
     }
 }
 
-/// How often the memo answered.
+/// How often the memo answered (`serve` shows it).
+#[cfg(feature = "dev")]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MemoStats {
@@ -318,6 +319,7 @@ impl Authorizer {
     }
 
     /// How often the caches answered so far.
+    #[cfg(feature = "dev")]
     pub fn memo_stats(&self) -> MemoStats {
         let m = &self.memo;
         MemoStats {
@@ -337,7 +339,11 @@ impl Authorizer {
     }
 
     /// Handles one authorizer event given as JSON: the response as JSON, or [`Unauthorized`].
-    pub async fn handle(&self, event: &Value) -> Result<Value, Unauthorized> {
+    #[cfg(feature = "dev")]
+    pub async fn handle(
+        &self,
+        event: &serde_json::Value,
+    ) -> Result<serde_json::Value, Unauthorized> {
         self.handle_json(&event.to_string(), None)
             .await
             .map(|r| r.to_value())

@@ -33,6 +33,9 @@ mod explain;
 mod policy_tests;
 pub mod template;
 
+/// `cedargate serve` and the development issuer behind `cedargate token`: development parts,
+/// left out of the Lambda artifact (the `dev` feature).
+#[cfg(feature = "dev")]
 mod serve;
 
 pub mod cli;

@@ -4,9 +4,6 @@
 //! key file, test keys). Decoding goes through x509-parser's PEM reader, which checks the
 //! armour and the base64; encoding writes 64-character lines.
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
-
 /// One PEM block: its label (`PUBLIC KEY`, `CERTIFICATE`, …) and its DER contents.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Block {
@@ -28,6 +25,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Block>, String> {
 }
 
 /// The DER of the only block labelled `label`, when there is exactly one.
+#[cfg(any(test, feature = "dev"))]
 pub fn decode_one(bytes: &[u8], label: &str) -> Option<Vec<u8>> {
     let blocks = decode(bytes).ok()?;
     let mut matching = blocks.into_iter().filter(|b| b.label == label);
@@ -36,7 +34,10 @@ pub fn decode_one(bytes: &[u8], label: &str) -> Option<Vec<u8>> {
 }
 
 /// `der` as a PEM block labelled `label`.
+#[cfg(any(test, feature = "dev"))]
 pub fn encode(label: &str, der: &[u8]) -> String {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
     let b64 = STANDARD.encode(der);
     let mut out = format!("-----BEGIN {label}-----\n");
     let mut rest = b64.as_str();

@@ -117,6 +117,12 @@ fn the_authorizer_function_reads_known_variables_and_one_object() {
     );
     let f = resource(&t, "AuthorizerFunction");
     assert_eq!(f["Metadata"]["BuildMethod"], "rust-cargolambda");
+    // The one build property SAM passes to cargo-lambda; the features come from Cargo.toml
+    // (`[package.metadata.lambda.build]`, checked with the artifact in tests/lambda_build.rs).
+    assert_eq!(
+        f["Metadata"]["BuildProperties"],
+        json!({ "Binary": "cedargate" })
+    );
     assert_eq!(f["Properties"]["Runtime"], "provided.al2023");
     assert_eq!(f["Properties"]["Handler"], "bootstrap");
     assert_eq!(f["Properties"]["CodeUri"], ".");
@@ -127,7 +133,7 @@ fn the_authorizer_function_reads_known_variables_and_one_object() {
     let vars = f["Properties"]["Environment"]["Variables"]
         .as_object()
         .unwrap();
-    for name in vars.keys() {
+    for name in vars.keys().filter(|n| n.starts_with("CEDARGATE_")) {
         assert!(KNOWN_VARIABLES.contains(&name.as_str()), "{name}");
     }
     assert_eq!(
@@ -300,7 +306,10 @@ fn validate_checks_the_template_beside_the_bundle() {
             "Path: \"/reports/{reportId}/pdf\", Method: get }\n\n  # --- Usage plan",
         )
         .replace("    MaxValue: 3600\n", "    MaxValue: 7200\n")
-        .replace("CEDARGATE_LOG: info", "CEDARGATE_LOGS: info");
+        .replace(
+            "CEDARGATE_LOG: info",
+            "CEDARGATE_LOGS: info\n          AWS_REGION: eu-west-1\n          AWS_LAMBDA_EXEC_WRAPPER: /opt/otel-instrument\n          OTEL_SERVICE_NAME: authorizer\n          RUST_LOG: info",
+        );
     assert_ne!(drifted, original);
     std::fs::write(dir.join("template.yaml"), &drifted).unwrap();
     let (code, out) = validate(&dir);
@@ -310,8 +319,16 @@ fn validate_checks_the_template_beside_the_bundle() {
         "route `GET /reports/{reportId}` of the schema is not an authorized route of the REST API `Api`",
         "parameter `AuthorizerCacheTtl` must declare",
         "`CEDARGATE_LOGS`, which cedargate does not read (did you mean `CEDARGATE_LOG`?)",
+        "function `AuthorizerFunction` sets `AWS_REGION`, which Lambda reserves: the deployment would fail",
     ] {
         assert!(flat(&out).contains(needle), "missing `{needle}` in:\n{out}");
+    }
+    // A Lambda layer's settings and other tools' are not cedargate's to refuse.
+    for other in ["AWS_LAMBDA_EXEC_WRAPPER", "OTEL_SERVICE_NAME", "RUST_LOG"] {
+        assert!(
+            !out.contains(&format!("`{other}`")),
+            "{other} refused:\n{out}"
+        );
     }
 
     // Short tags are read like their long forms.

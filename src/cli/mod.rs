@@ -2,13 +2,18 @@
 //!
 //! Exit codes follow the `cedar` CLI: 0 ok, 1 error (bad configuration, unreadable input),
 //! 3 validation or test failure. Errors are printed once, to stderr.
+//!
+//! `serve` and `token` are development parts (the `dev` feature, on by default): a build
+//! without them, as the Lambda artifact is, lists neither and says so when one is asked for.
 
 mod explain;
 mod invoke;
 mod lambda;
 mod publish;
 mod rollback;
+#[cfg(feature = "dev")]
 mod serve;
+#[cfg(feature = "dev")]
 mod token;
 mod test;
 mod validate;
@@ -26,12 +31,19 @@ use crate::config::{ConfigError, PolicySource, ProcessEnv};
 #[command(
     name = "cedargate",
     version,
-    about = "API Gateway Lambda authorizer: verified JWTs, Cedar policies, one exact route-wide IAM policy"
+    about = "API Gateway Lambda authorizer: verified JWTs, Cedar policies, one exact route-wide IAM policy",
+    after_help = BUILD_NOTE
 )]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
 }
+
+/// What `--help` says about the build's parts.
+#[cfg(feature = "dev")]
+const BUILD_NOTE: &str = "";
+#[cfg(not(feature = "dev"))]
+const BUILD_NOTE: &str = "This build has no development parts (`serve`, `token`): build with the default features (`cargo build`) for them.";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -48,9 +60,18 @@ enum Command {
     /// Make an earlier published version current again, after checking it as the authorizer would
     Rollback(rollback::Args),
     /// Run API Gateway, the authorizer, a demo backend, a development sign-in and the demo page on 127.0.0.1
+    #[cfg(feature = "dev")]
     Serve(serve::Args),
     /// Print an access token for a demo user of `serve`'s development issuer (development only)
+    #[cfg(feature = "dev")]
     Token(token::Args),
+    /// A development command this build leaves out: says so instead of "unrecognized subcommand"
+    #[cfg(not(feature = "dev"))]
+    #[command(name = "serve", alias = "token", hide = true, disable_help_flag = true)]
+    Absent {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        rest: Vec<std::ffi::OsString>,
+    },
     /// Run the bundle's policy tests (policy-tests/**/*.yaml) and report coverage
     Test(test::Args),
     /// Explain the decision for a token or claims: principal, every route, the IAM policy
@@ -171,13 +192,20 @@ pub fn main() -> ExitCode {
             init_logging("warn");
             rollback::run(&args)
         }
+        #[cfg(feature = "dev")]
         Command::Serve(args) => {
             init_logging("info");
             serve::run(&args, &ProcessEnv)
         }
+        #[cfg(feature = "dev")]
         Command::Token(args) => {
             init_logging("warn");
             token::run(&args, &ProcessEnv)
+        }
+        #[cfg(not(feature = "dev"))]
+        Command::Absent { .. } => {
+            eprintln!("cedargate: this build has no development parts (`serve`, `token`): build with the default features (`cargo build`) for them");
+            ExitCode::from(1)
         }
         Command::Test(args) => {
             init_logging("warn");

@@ -15,9 +15,12 @@
 //!   to everyone (the policies never saw it); a schema route the API lacks is dead policy, and
 //!   usually a typo on one side. WebSocket APIs are compared on `$connect`; HTTP APIs may have
 //!   `$default`; REST APIs have neither.
-//! - **Environment.** The cedargate function's environment names only variables cedargate
-//!   knows ([`crate::config::KNOWN_VARIABLES`]; a misspelt one would silently leave a default in
-//!   place), and sets the two it cannot run without.
+//! - **Environment.** The cedargate function's environment (and `Globals`) names only
+//!   `CEDARGATE_*` variables cedargate knows ([`crate::config::KNOWN_VARIABLES`]; a misspelt one
+//!   would silently leave a default in place), no variable Lambda reserves
+//!   ([`LAMBDA_RESERVED_VARIABLES`]) and only names Lambda accepts; other variables (`RUST_LOG`,
+//!   `AWS_ENDPOINT_URL_S3`, a layer's `AWS_LAMBDA_EXEC_WRAPPER` or `OTEL_*`) are left alone. It
+//!   sets the settings the authorizer cannot run without.
 //! - **Policy read access** (a warning): the function may read one S3 object, not a bucket.
 //! - **Several issuers** ([`issuers`], a warning): with more than one issuer in a function's
 //!   `CEDARGATE_ISSUER`, a policy that tells principals apart by id must be able to tell
@@ -688,12 +691,10 @@ impl Template {
             .and_then(|fun| obj(fun.get("Environment")))
             .and_then(|e| obj(e.get("Variables")))
         {
-            for name in vars.keys().filter(|k| k.starts_with("CEDARGATE_")) {
-                if !KNOWN_VARIABLES.contains(&name.as_str()) {
-                    f.errors.push(format!(
-                        "{file}: `Globals` sets `{name}`, which cedargate does not read{}",
-                        did_you_mean(name)
-                    ));
+            for name in vars.keys() {
+                if let Some(why) = variable_problem(name) {
+                    f.errors
+                        .push(format!("{file}: `Globals` sets `{name}`, {why}"));
                 }
             }
         }
@@ -701,11 +702,9 @@ impl Template {
             let Some(r) = self.resource(id) else { continue };
             let vars = function_environment(r).cloned().unwrap_or_default();
             for name in vars.keys() {
-                if !KNOWN_VARIABLES.contains(&name.as_str()) {
-                    f.errors.push(format!(
-                        "{file}: function `{id}` sets `{name}`, which cedargate does not read{}",
-                        did_you_mean(name)
-                    ));
+                if let Some(why) = variable_problem(name) {
+                    f.errors
+                        .push(format!("{file}: function `{id}` sets `{name}`, {why}"));
                 }
             }
             if !vars.contains_key("CEDARGATE_ISSUER") {
@@ -720,6 +719,17 @@ impl Template {
                     "{file}: function `{id}` sets neither `CEDARGATE_AUDIENCE` nor `CEDARGATE_CLIENT_ID`, one of which the authorizer needs"
                 ));
             }
+            // SAM's cargo-lambda builder reads `Binary` and nothing else: a `Flags` or
+            // `Features` here would be ignored without a word, and the artifact built otherwise
+            // than the template says.
+            if let Some(props) = obj(r.get("Metadata")).and_then(|m| obj(m.get("BuildProperties")))
+            {
+                for key in props.keys().filter(|k| *k != "Binary") {
+                    f.warnings.push(format!(
+                        "{file}: function `{id}` sets the build property `{key}`, which `sam build` ignores for `rust-cargolambda` (it reads only `Binary`): build options belong in Cargo.toml's `[package.metadata.lambda.build]`"
+                    ));
+                }
+            }
             for grant in s3_grants(r) {
                 if grant.actions.iter().any(|a| a != "s3:GetObject") || !grant.one_object {
                     f.warnings.push(format!(
@@ -731,6 +741,54 @@ impl Template {
             }
         }
     }
+}
+
+/// The variables Lambda sets itself and refuses in a function's configuration: a template
+/// that sets one fails only at deploy time, after the linters passed it.
+pub const LAMBDA_RESERVED_VARIABLES: &[&str] = &[
+    "_HANDLER",
+    "_X_AMZN_TRACE_ID",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_INITIALIZATION_TYPE",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_ACCESS_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_LAMBDA_RUNTIME_API",
+    "LAMBDA_TASK_ROOT",
+    "LAMBDA_RUNTIME_DIR",
+];
+
+/// Why a function's environment must not set `name` (the rest of the sentence after "sets
+/// `name`,"), or `None` when it may.
+///
+/// Only cedargate's own namespace is closed: a `CEDARGATE_*` name cedargate does not read is a
+/// misspelt setting that silently keeps its default. Every other name is someone else's
+/// (`RUST_LOG`, `AWS_ENDPOINT_URL_S3` for the SDK, `AWS_LAMBDA_EXEC_WRAPPER` and `OTEL_*` for
+/// Lambda layers) and is accepted, except the names Lambda reserves or refuses outright.
+fn variable_problem(name: &str) -> Option<String> {
+    if name.starts_with("CEDARGATE_") {
+        return (!KNOWN_VARIABLES.contains(&name))
+            .then(|| format!("which cedargate does not read{}", did_you_mean(name)));
+    }
+    if LAMBDA_RESERVED_VARIABLES.contains(&name) {
+        return Some("which Lambda reserves: the deployment would fail".to_owned());
+    }
+    // Lambda's key pattern, `[a-zA-Z]([a-zA-Z0-9_])+`.
+    let mut chars = name.chars();
+    let well_formed = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && name.len() >= 2
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    (!well_formed).then(|| {
+        "which is not a name Lambda accepts (a letter, then letters, digits or `_`): the deployment would fail".to_owned()
+    })
 }
 
 /// ` (did you mean `X`?)` for the known variable closest to a misspelt one, if close enough.
@@ -979,6 +1037,86 @@ Resources:
             .unwrap()
             .check_routes_only(&table(&["GET /pets", "ANY /pets/{petId}"]));
         assert!(f.errors.iter().any(|e| e.contains("4000 s")), "{f:?}");
+    }
+
+    #[test]
+    fn only_cedargate_names_are_closed_and_lambda_reserved_names_are_refused() {
+        let with = |extra: &str| {
+            let text = SHORT.replace(
+                "          CEDARGATE_AUDIENCE: aud\n",
+                &format!("          CEDARGATE_AUDIENCE: aud\n{extra}"),
+            );
+            Template::parse("t.yaml", &text)
+                .unwrap()
+                .check_routes_only(&table(&["GET /pets", "ANY /pets/{petId}"]))
+                .errors
+        };
+        // Other tools' settings and Lambda layers' wrappers are not cedargate's to refuse.
+        let others = "          RUST_LOG: debug\n          AWS_ENDPOINT_URL_S3: http://127.0.0.1:9000\n          AWS_LAMBDA_EXEC_WRAPPER: /opt/otel-handler\n          OTEL_SERVICE_NAME: authorizer\n          OTEL_EXPORTER_OTLP_ENDPOINT: http://127.0.0.1:4318\n";
+        assert_eq!(with(others), Vec::<String>::new());
+        // A misspelt setting of cedargate's own is an error, with the name it probably meant.
+        let errors = with("          CEDARGATE_POLICY_REFRESH_SECS: \"60\"\n");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("sets `CEDARGATE_POLICY_REFRESH_SECS`, which cedargate does not read (did you mean `CEDARGATE_POLICY_REFRESH_SECONDS`?)"),
+            "{errors:?}"
+        );
+        // Names Lambda sets itself fail the deployment: say so before it does.
+        for reserved in [
+            "AWS_REGION",
+            "AWS_LAMBDA_FUNCTION_NAME",
+            "_HANDLER",
+            "AWS_ACCESS_KEY_ID",
+        ] {
+            let errors = with(&format!("          {reserved}: x\n"));
+            assert_eq!(errors.len(), 1, "{reserved}: {errors:?}");
+            assert!(
+                errors[0].contains(&format!("sets `{reserved}`, which Lambda reserves")),
+                "{errors:?}"
+            );
+        }
+        let errors = with("          \"MY-FLAG\": x\n");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("`MY-FLAG`, which is not a name Lambda accepts")),
+            "{errors:?}"
+        );
+        // `Globals` reach cedargate's function too.
+        let globals = SHORT.replace(
+            "Resources:\n",
+            "Globals:\n  Function:\n    Environment:\n      Variables:\n        OTEL_SERVICE_NAME: a\n        AWS_REGION: x\n        CEDARGATE_ISUER: y\nResources:\n",
+        );
+        let errors = Template::parse("t.yaml", &globals)
+            .unwrap()
+            .check_routes_only(&table(&["GET /pets", "ANY /pets/{petId}"]))
+            .errors;
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("`Globals` sets `AWS_REGION`, which Lambda reserves")),
+            "{errors:?}"
+        );
+        assert!(errors.iter().any(|e| e.contains("`Globals` sets `CEDARGATE_ISUER`, which cedargate does not read (did you mean `CEDARGATE_ISSUER`?)")), "{errors:?}");
+    }
+
+    #[test]
+    fn build_properties_sam_ignores_are_named() {
+        let text = SHORT.replace(
+            "Metadata: { BuildMethod: rust-cargolambda }",
+            "Metadata: { BuildMethod: rust-cargolambda, BuildProperties: { Binary: cedargate, Flags: [--no-default-features] } }",
+        );
+        let f = Template::parse("t.yaml", &text)
+            .unwrap()
+            .check_routes_only(&table(&["GET /pets", "ANY /pets/{petId}"]));
+        assert_eq!(f.errors, Vec::<String>::new());
+        assert_eq!(f.warnings.len(), 1, "{:?}", f.warnings);
+        assert!(
+            f.warnings[0].contains("the build property `Flags`, which `sam build` ignores"),
+            "{:?}",
+            f.warnings
+        );
     }
 
     #[test]
