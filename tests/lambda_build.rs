@@ -20,7 +20,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{demo_env, fresh_dir, mint, repo, token_event, tool, ROLES};
+use common::{demo_env, fresh_dir, mint, repo, token_event, tool, tools, ROLES};
 use serde_json::{json, Value};
 
 /// `cargo tree` of the binary's normal dependencies: `name features` per line.
@@ -104,6 +104,10 @@ fn lambda_artifact() -> PathBuf {
     let dir = fresh_dir("lambda-artifact");
     let out = Command::new(tool("cargo-lambda"))
         .current_dir(repo())
+        // A release build of the whole tree takes minutes here: its target directory is kept
+        // with the tools, so that every checkout on the machine (CI's fresh clones included)
+        // rebuilds only what changed.
+        .env("CARGO_TARGET_DIR", tools().join("lambda-target"))
         .args(["lambda", "build", "--release", "--compiler", "cargo"])
         .args(["--bin", "cedargate", "--lambda-dir"])
         .arg(&dir)
