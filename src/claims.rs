@@ -971,6 +971,156 @@ mod tests {
         ));
     }
 
+    // --- Other issuers' token shapes: Microsoft Entra ID v2 and Keycloak ------------------
+
+    /// A verifier for one issuer with `CEDARGATE_AUDIENCE` (and whatever else `extra` sets).
+    fn issuer_setup(issuer: &'static str, audience: &'static str) -> Setup {
+        let env: BTreeMap<&str, &str> = [
+            ("CEDARGATE_ISSUER", issuer),
+            ("CEDARGATE_AUDIENCE", audience),
+            ("CEDARGATE_JWKS_FILE", "/unused"),
+        ]
+        .into_iter()
+        .collect();
+        let keys = jwks(&[jwk(rsa(), json!({"kid": "rsa-1", "use": "sig"}))]);
+        Setup {
+            verifier: Verifier::new(
+                &JwtConfig::from_env(&env).unwrap(),
+                Arc::new(KeyStore::from_jwks_json(&keys).unwrap()),
+            ),
+        }
+    }
+
+    const ENTRA_V2: &str =
+        "https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0";
+    const ENTRA_API: &str = "6e74172b-be56-4843-9ff4-e66a39bb12e3";
+
+    /// The claims of an Entra ID v2 access token for an API: `aud` the API's client id, app
+    /// roles in `roles`, delegated scopes in `scp`, `azp` the calling client.
+    fn entra_access() -> Value {
+        json!({
+            "aud": ENTRA_API,
+            "iss": ENTRA_V2,
+            "iat": NOW - 60, "nbf": NOW - 60, "exp": NOW + 3600,
+            "aio": "AWQAm/8TAAAA",
+            "azp": "2d4d11a2-f814-46a7-890a-274a72a7309e",
+            "azpacr": "0",
+            "name": "Alice", "oid": "00000000-0000-0000-66f3-3332eca7ea81",
+            "preferred_username": "alice@contoso.example",
+            "rh": "0.AAAA",
+            "roles": ["editor"],
+            "scp": "pets.read pets.write",
+            "sub": "AAAAAAAAAAAAAAAAAAAAAIkzqFVrSaSaFHy782bbtaQ",
+            "tid": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+            "uti": "fqiBqXLPj0eQa82S-IYFAA",
+            "ver": "2.0",
+        })
+    }
+
+    #[tokio::test]
+    async fn an_entra_id_v2_access_token_is_accepted_by_its_api_client_id() {
+        let verified = issuer_setup(ENTRA_V2, ENTRA_API)
+            .check(&signed(&entra_access()))
+            .await
+            .unwrap();
+        assert_eq!(verified.issuer(), ENTRA_V2);
+        assert_eq!(verified.get("roles"), Some(&json!(["editor"])));
+        assert_eq!(verified.get("scp"), Some(&json!("pets.read pets.write")));
+    }
+
+    #[tokio::test]
+    async fn an_entra_id_token_of_the_wrong_version_or_for_another_api_is_refused() {
+        let setup = issuer_setup(ENTRA_V2, ENTRA_API);
+        // v1 tokens name the tenant under sts.windows.net: another issuer string.
+        let v1 = changed(
+            entra_access(),
+            json!({"iss": "https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/", "ver": "1.0"}),
+        );
+        assert!(setup
+            .check(&signed(&v1))
+            .await
+            .unwrap_err()
+            .contains("issuer"));
+        // A token for Microsoft Graph from the same tenant is not for this API; `azp` (the
+        // calling client) never stands in for an audience.
+        let graph = changed(
+            entra_access(),
+            json!({"aud": "00000003-0000-0000-c000-000000000000"}),
+        );
+        assert!(setup
+            .check(&signed(&graph))
+            .await
+            .unwrap_err()
+            .contains("audience"));
+        let no_aud = changed(entra_access(), json!({"aud": null}));
+        assert_eq!(
+            setup.check(&signed(&no_aud)).await.unwrap_err(),
+            "claim `aud` is required"
+        );
+    }
+
+    const KEYCLOAK: &str = "https://sso.example.com/realms/pets";
+
+    /// The claims of a Keycloak access token with an Audience mapper (`aud` holds the API and
+    /// `account`) and a flat `roles` claim from a realm role mapper, beside Keycloak's own
+    /// nested `realm_access` and its payload `typ` of `Bearer`.
+    fn keycloak_access() -> Value {
+        json!({
+            "exp": NOW + 300, "iat": NOW - 10, "auth_time": NOW - 10,
+            "jti": "onrtac:6b0b8c1e-5d3a-4a52-b1a1-8a2a3f0e9c11",
+            "iss": KEYCLOAK,
+            "aud": ["pets-api", "account"],
+            "sub": "f4a1c2d3-0000-4000-8000-00000000c10a",
+            "typ": "Bearer",
+            "azp": "pets-web",
+            "sid": "3c1f2e4d-0000-4000-8000-000000000005",
+            "acr": "1",
+            "allowed-origins": ["https://pets.example.com"],
+            "realm_access": {"roles": ["editor", "offline_access", "uma_authorization"]},
+            "resource_access": {"account": {"roles": ["manage-account", "view-profile"]}},
+            "roles": ["editor"],
+            "scope": "openid profile email",
+            "email_verified": true,
+            "preferred_username": "alice",
+        })
+    }
+
+    #[tokio::test]
+    async fn a_keycloak_access_token_is_accepted_by_its_audience_mapper() {
+        let verified = issuer_setup(KEYCLOAK, "pets-api")
+            .check(&signed(&keycloak_access()))
+            .await
+            .unwrap();
+        assert_eq!(verified.get("roles"), Some(&json!(["editor"])));
+        assert_eq!(verified.get("typ"), Some(&json!("Bearer")));
+    }
+
+    #[tokio::test]
+    async fn a_keycloak_token_without_the_audience_mapper_is_refused() {
+        let setup = issuer_setup(KEYCLOAK, "pets-api");
+        // Without an Audience mapper Keycloak's access tokens name only `account`; `azp` is
+        // the client that asked for the token, not the API it is for.
+        let plain = changed(
+            keycloak_access(),
+            json!({"aud": "account", "azp": "pets-api"}),
+        );
+        assert!(setup
+            .check(&signed(&plain))
+            .await
+            .unwrap_err()
+            .contains("audience"));
+        // Another realm of the same server is another issuer.
+        let other_realm = changed(
+            keycloak_access(),
+            json!({"iss": "https://sso.example.com/realms/master"}),
+        );
+        assert!(setup
+            .check(&signed(&other_realm))
+            .await
+            .unwrap_err()
+            .contains("issuer"));
+    }
+
     // --- Amazon Cognito: `client_id` and `token_use` ------------------------------------
 
     const POOL: &str = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Ab12Cd34E";
