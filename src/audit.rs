@@ -28,12 +28,14 @@
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 #[cfg(test)]
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::SystemTime;
 
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -106,7 +108,7 @@ pub struct Record {
     pub token_cache: Option<Cache>,
     pub decision_cache: Option<Cache>,
     /// The routes the answer grants (a cached answer grants them all), in route order.
-    pub granted: Vec<String>,
+    pub granted: Arc<Granted>,
     /// Why the call was refused (`unauthorized`, `error`).
     pub reason: Option<String>,
     pub latency_us: u64,
@@ -130,7 +132,7 @@ impl Record {
             revision: None,
             token_cache: None,
             decision_cache: None,
-            granted: Vec::new(),
+            granted: Granted::none(),
             reason: None,
             latency_us: 0,
             bundle_age_s: None,
@@ -198,7 +200,18 @@ pub struct Audit {
     sink: Sink,
     /// Ids for calls that bring none (`invoke`, `serve`).
     local: LocalIds,
+    /// The EMF directive (`CloudWatchMetrics`) as JSON, by which optional metrics a line has:
+    /// it is the same text for every line of a kind, so it is written once, not per call.
+    directives: [std::sync::OnceLock<Option<Box<RawValue>>>; 1 << OPTIONAL_METRICS.len()],
 }
+
+/// The metrics a line may leave out (see [`Line::metrics`]).
+const OPTIONAL_METRICS: [&str; 4] = [
+    "ShadowAllowed",
+    "TokenCacheHit",
+    "DecisionCacheHit",
+    "BundleAgeSeconds",
+];
 
 impl Audit {
     pub fn new(cfg: ObserveConfig) -> Self {
@@ -207,6 +220,7 @@ impl Audit {
             reported: Reported::default(),
             sink: Sink::Stderr,
             local: LocalIds::new(),
+            directives: Default::default(),
         }
     }
 
@@ -278,12 +292,26 @@ impl Audit {
     /// The line's text, newline included.
     fn line(&self, record: &Record, totals: Totals, now: SystemTime) -> String {
         let delta = self.reported.since(totals);
-        let line = Line {
+        let mut line = Line {
             cfg: &self.cfg,
             r: record,
             delta,
             millis: unix_millis(now),
+            metrics: Vec::new(),
+            directive: None,
         };
+        if let Some(namespace) = &self.cfg.metrics_namespace {
+            line.metrics = line.metrics();
+            let kind = OPTIONAL_METRICS
+                .iter()
+                .enumerate()
+                .filter(|(_, name)| line.metrics.iter().any(|(m, _, _)| m == *name))
+                .fold(0usize, |k, (i, _)| k | 1 << i);
+            line.directive = self.directives.get(kind).and_then(|slot| {
+                slot.get_or_init(|| directive(namespace, &line.metrics))
+                    .as_deref()
+            });
+        }
         let mut text = serde_json::to_string(&line).unwrap_or_else(|e| {
             format!(
                 r#"{{"event":"decision","decision_id":{},"error":{}}}"#,
@@ -309,6 +337,34 @@ pub fn hashed_principal(salt: &str, id: &str) -> String {
         "sha256:{}",
         hex::encode(digest.get(..8).unwrap_or_default())
     )
+}
+
+/// A granted set as the line writes it: the count, the digest, and the route names when there
+/// are at most [`GRANTED_LISTED`]. Built once per (bundle, set) by the handler and shared: the
+/// digest and the names cost more than the rest of a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Granted {
+    pub count: usize,
+    pub digest: String,
+    pub listed: Option<Vec<String>>,
+}
+
+impl Granted {
+    /// The set of `routes` (names, in route order).
+    pub fn of(routes: Vec<String>) -> Self {
+        Self {
+            count: routes.len(),
+            digest: granted_digest(&routes),
+            listed: (routes.len() <= GRANTED_LISTED).then_some(routes),
+        }
+    }
+
+    /// The empty set (a refused call), built once.
+    pub fn none() -> Arc<Self> {
+        static NONE: std::sync::OnceLock<Arc<Granted>> = std::sync::OnceLock::new();
+        NONE.get_or_init(|| Arc::new(Granted::of(Vec::new())))
+            .clone()
+    }
 }
 
 /// A digest of a granted set: the first 16 hex digits of SHA-256 over the route names, each
@@ -359,6 +415,27 @@ struct Line<'a> {
     r: &'a Record,
     delta: Totals,
     millis: i64,
+    /// The metrics and their EMF directive, when metrics are on.
+    metrics: Vec<(&'static str, &'static str, Number)>,
+    directive: Option<&'a RawValue>,
+}
+
+/// The EMF directive declaring `metrics` in `namespace`, as JSON (`None` only if serde_json
+/// could not write it, which plain strings never cause: the line then has no metrics).
+fn directive(
+    namespace: &str,
+    metrics: &[(&'static str, &'static str, Number)],
+) -> Option<Box<RawValue>> {
+    let declared: Vec<Declared> = metrics
+        .iter()
+        .map(|(name, unit, _)| Declared { name, unit })
+        .collect();
+    serde_json::value::to_raw_value(&[Directive {
+        namespace,
+        dimensions: [["FunctionName"]],
+        metrics: declared,
+    }])
+    .ok()
 }
 
 impl Serialize for Line<'_> {
@@ -398,34 +475,25 @@ impl Serialize for Line<'_> {
         if let Some(c) = r.decision_cache {
             m.serialize_entry("decision_cache", &c)?;
         }
-        m.serialize_entry("granted_count", &r.granted.len())?;
-        m.serialize_entry("granted_digest", &granted_digest(&r.granted))?;
-        if r.granted.len() <= GRANTED_LISTED {
-            m.serialize_entry("granted", &r.granted)?;
+        m.serialize_entry("granted_count", &r.granted.count)?;
+        m.serialize_entry("granted_digest", &r.granted.digest)?;
+        if let Some(listed) = &r.granted.listed {
+            m.serialize_entry("granted", listed)?;
         }
         if let Some(reason) = &r.reason {
             m.serialize_entry("reason", reason)?;
         }
         m.serialize_entry("latency_us", &r.latency_us)?;
-        if let Some(namespace) = &self.cfg.metrics_namespace {
-            let metrics = self.metrics();
-            let declared: Vec<Declared> = metrics
-                .iter()
-                .map(|(name, unit, _)| Declared { name, unit })
-                .collect();
+        if let Some(directive) = self.directive {
             m.serialize_entry(
                 "_aws",
                 &Aws {
                     timestamp: self.millis,
-                    cloud_watch_metrics: [Directive {
-                        namespace,
-                        dimensions: [["FunctionName"]],
-                        metrics: declared,
-                    }],
+                    cloud_watch_metrics: directive,
                 },
             )?;
             m.serialize_entry("FunctionName", &self.cfg.function_name)?;
-            for (name, _, value) in &metrics {
+            for (name, _, value) in &self.metrics {
                 m.serialize_entry(name, value)?;
             }
         }
@@ -494,7 +562,7 @@ impl Line<'_> {
 #[serde(rename_all = "PascalCase")]
 struct Aws<'a> {
     timestamp: i64,
-    cloud_watch_metrics: [Directive<'a>; 1],
+    cloud_watch_metrics: &'a RawValue,
 }
 
 #[derive(Serialize)]
@@ -530,7 +598,10 @@ mod tests {
             revision: Some("abc123".to_owned()),
             token_cache: Some(Cache::Miss),
             decision_cache: Some(Cache::Hit),
-            granted: vec!["GET /pets".to_owned(), "GET /pets/{petId}".to_owned()],
+            granted: Arc::new(Granted::of(vec![
+                "GET /pets".to_owned(),
+                "GET /pets/{petId}".to_owned(),
+            ])),
             latency_us: 1500,
             bundle_age_s: Some(12),
             ..Record::new("req-1".to_owned())
@@ -707,7 +778,9 @@ mod tests {
     fn a_long_granted_set_is_counted_and_digested_not_listed() {
         let audit = Audit::new(ObserveConfig::default());
         let mut r = allowed();
-        r.granted = (0..=GRANTED_LISTED).map(|i| format!("GET /r{i}")).collect();
+        r.granted = Arc::new(Granted::of(
+            (0..=GRANTED_LISTED).map(|i| format!("GET /r{i}")).collect(),
+        ));
         let v = parse(&audit, &r, Totals::default());
         assert_eq!(v["granted_count"], GRANTED_LISTED + 1);
         assert!(v.get("granted").is_none());

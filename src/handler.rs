@@ -43,7 +43,7 @@ use quick_cache::Weighter;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::audit::{Audit, Cache as Answered, Outcome, PolicyError, Record, Totals};
+use crate::audit::{Audit, Cache as Answered, Granted, Outcome, PolicyError, Record, Totals};
 use crate::authorize::{
     authorize, Answer, BaseKey, BaseKeyRef, DecisionKey, Input, Memo, Note, PolicyBase, PolicyKey,
 };
@@ -276,7 +276,13 @@ pub struct Authorizer {
     audit: Audit,
     /// Notes already logged for a bundle revision (logged once per bundle, not per request).
     warned: Mutex<HashSet<(String, String)>>,
+    /// The decision line's granted sets, by (bundle digest, the set as route bits): callers
+    /// with the same grants share one, so a line costs no digest and no copies of route names.
+    granted: Cache<(String, Vec<u64>), Arc<Granted>, quick_cache::UnitWeighter>,
 }
+
+/// Granted sets kept for decision lines (a few hundred bytes each).
+const GRANTED_SETS: usize = 4096;
 
 impl Authorizer {
     pub fn new(
@@ -311,7 +317,32 @@ impl Authorizer {
             claims_misses: AtomicU64::new(0),
             memo: CacheMemo::new(cap),
             warned: Mutex::new(HashSet::new()),
+            granted: bounded(GRANTED_SETS, GRANTED_SETS as u64, quick_cache::UnitWeighter),
         }
+    }
+
+    /// The granted set of the routes of `snapshot` for which `allowed` holds.
+    fn granted(&self, snapshot: &Snapshot, allowed: impl Fn(usize) -> bool) -> Arc<Granted> {
+        let routes = snapshot.routes().routes();
+        let mut bits = vec![0u64; routes.len().div_ceil(64)];
+        for r in (0..routes.len()).filter(|r| allowed(*r)) {
+            if let Some(word) = bits.get_mut(r / 64) {
+                *word |= 1 << (r % 64);
+            }
+        }
+        let key = (snapshot.digest.clone(), bits);
+        if let Some(set) = self.granted.get(&key) {
+            return set;
+        }
+        let names = routes
+            .iter()
+            .enumerate()
+            .filter(|(r, _)| allowed(*r))
+            .map(|(_, route)| route.name.clone())
+            .collect();
+        let set = Arc::new(Granted::of(names));
+        self.granted.insert(key, set.clone());
+        set
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -442,8 +473,7 @@ impl Authorizer {
             record.answer = Outcome::Allow;
             record.granted = snapshot
                 .as_deref()
-                .map(|s| s.routes().routes().iter().map(|r| r.name.clone()).collect())
-                .unwrap_or_default();
+                .map_or_else(Granted::none, |s| self.granted(s, |_| true));
         }
         let context = outcome.response.context_mut();
         context.insert("decisionId", Value::String(record.decision_id.clone()));
@@ -498,22 +528,20 @@ impl Authorizer {
             })
             .collect();
         // What the answer grants: API Gateway reuses it for every route until the TTL ends.
+        let requested = routes.route_resource(&req.arn.resource);
         record.granted = match &outcome.answer {
-            Answer::Simple(yes) => match (yes, outcome.route_name) {
-                (true, Some(route)) => vec![route.to_owned()],
-                _ => Vec::new(),
-            },
-            Answer::Policy(_) if req.flavor == Flavor::WebSocket => match outcome.route_name {
-                Some(route) if outcome.allowed => vec![route.to_owned()],
-                _ => Vec::new(),
-            },
-            Answer::Policy(policy) => routes
-                .routes()
-                .iter()
-                .enumerate()
-                .filter(|(r, _)| decisions.is_allowed(*r) && !policy.shape.inexact.contains(r))
-                .map(|(_, route)| route.name.clone())
-                .collect(),
+            // A simple answer and a WebSocket policy grant the requested route alone.
+            Answer::Simple(true) => self.granted(snapshot, |r| Some(r) == requested),
+            Answer::Policy(_) if req.flavor == Flavor::WebSocket && outcome.allowed => {
+                self.granted(snapshot, |r| Some(r) == requested)
+            }
+            Answer::Simple(false) | Answer::Policy(_) if req.flavor == Flavor::WebSocket => {
+                Granted::none()
+            }
+            Answer::Simple(false) => Granted::none(),
+            Answer::Policy(policy) => self.granted(snapshot, |r| {
+                decisions.is_allowed(r) && !policy.shape.inexact.contains(&r)
+            }),
         };
     }
 
