@@ -32,7 +32,8 @@ use crate::claims::Verifier;
 use crate::config::JwtConfig;
 use crate::event::AuthzRequest;
 use crate::jwks::KeyStore;
-use crate::policy_tests::format::{self, Catalog};
+use crate::policy_tests::format;
+use crate::policy_tests::Names;
 use crate::store::published::Published;
 use crate::token::UnverifiedJwt;
 
@@ -320,15 +321,17 @@ pub fn published(input: &[u8]) {
     }
 }
 
-/// The repository's own bundle (schema, policies, entities), compiled once.
-fn demo() -> &'static Snapshot {
-    static DEMO: OnceLock<Snapshot> = OnceLock::new();
+/// The repository's own bundle (schema, policies, entities), compiled once, with its names.
+fn demo() -> &'static (Snapshot, Names) {
+    static DEMO: OnceLock<(Snapshot, Names)> = OnceLock::new();
     DEMO.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut files = BundleFiles::read_dir(root).unwrap();
         // Its own tests are not part of what the target reads.
         files.files.retain(|p, _| !p.starts_with("policy-tests/"));
-        Snapshot::compile(files, "demo").map(|(s, _)| s).unwrap()
+        let snapshot = Snapshot::compile(files, "demo").map(|(s, _)| s).unwrap();
+        let names = Names::of(&snapshot);
+        (snapshot, names)
     })
 }
 
@@ -336,28 +339,14 @@ fn demo() -> &'static Snapshot {
 /// CLI renders it, and each case that resolves run through the core.
 pub fn policy_tests(input: &[u8]) {
     let Some(text) = text(input) else { return };
-    let snapshot = demo();
-    let routes: Vec<String> = snapshot
-        .routes()
-        .routes()
-        .iter()
-        .map(|r| r.name.clone())
-        .collect();
-    let policies: Vec<String> = snapshot
-        .policies
-        .policies()
-        .map(|p| p.id().to_string())
-        .collect();
-    let catalog = Catalog {
-        routes: &routes,
-        policies: &policies,
-    };
+    let (snapshot, names) = demo();
+    let catalog = names.catalog();
     match format::parse("policy-tests/fuzz.yaml", text, catalog) {
         Ok(suite) => {
             for case in suite.cases.iter().take(8) {
                 let (_, actual) = crate::policy_tests::run_case(snapshot, case);
                 if let Some(actual) = actual {
-                    assert_eq!(actual.len(), routes.len());
+                    assert_eq!(actual.len(), catalog.routes.len());
                 }
             }
         }

@@ -88,22 +88,41 @@ pub fn request(facts: &Facts) -> Result<AuthzRequest<'static>, String> {
 
 /// The test files of the bundle, parsed and resolved against its routes and policies.
 /// Returns the suites that parsed and a report for every problem in the others.
+/// The route names and policy ids of a snapshot, which test files are resolved against.
+#[derive(Debug)]
+pub struct Names {
+    routes: Vec<String>,
+    policies: Vec<String>,
+}
+
+impl Names {
+    pub fn of(snapshot: &Snapshot) -> Self {
+        Self {
+            routes: snapshot
+                .routes()
+                .routes()
+                .iter()
+                .map(|r| r.name.clone())
+                .collect(),
+            policies: snapshot
+                .policies
+                .policies()
+                .map(|p| p.id().to_string())
+                .collect(),
+        }
+    }
+
+    pub fn catalog(&self) -> Catalog<'_> {
+        Catalog {
+            routes: &self.routes,
+            policies: &self.policies,
+        }
+    }
+}
+
 pub fn suites(snapshot: &Snapshot) -> (Vec<Suite>, Vec<Report>) {
-    let routes: Vec<String> = snapshot
-        .routes()
-        .routes()
-        .iter()
-        .map(|r| r.name.clone())
-        .collect();
-    let policies: Vec<String> = snapshot
-        .policies
-        .policies()
-        .map(|p| p.id().to_string())
-        .collect();
-    let catalog = Catalog {
-        routes: &routes,
-        policies: &policies,
-    };
+    let names = Names::of(snapshot);
+    let catalog = names.catalog();
     let mut out = Vec::new();
     let mut problems = Vec::new();
     for (path, text) in &snapshot.files.files {
