@@ -426,6 +426,18 @@ pub fn authorize<'s>(
     })
 }
 
+/// The Cedar request parts for a caller, built from claims and a request exactly as
+/// [`authorize`] builds them: for tools that decide single routes (the review tool).
+pub fn caller_request(
+    snapshot: &Snapshot,
+    claims: &VerifiedClaims,
+    req: &AuthzRequest<'_>,
+    now: SystemTime,
+) -> Result<crate::decide::CallerRequest, ClaimError> {
+    let facts = Facts::build(snapshot.mapping(), snapshot.reads(), claims, req, now)?;
+    entities::caller(snapshot.mapping(), &facts, &snapshot.base_entities)
+}
+
 /// Cedar's decisions for the caller the facts describe.
 fn decide_facts(
     snapshot: &Snapshot,

@@ -295,6 +295,54 @@ pub enum Detail {
 #[error("the Cedar request cannot be built: {0}")]
 pub struct DecideError(String);
 
+/// Decides one route for one caller, with every determining policy and error: what the
+/// review tool asks for each caller it generates for that route. The same candidates and the
+/// same Cedar evaluation as [`decide`], limited to `route`.
+pub fn decide_route(
+    index: &PolicyIndex,
+    req: &CallerRequest,
+    route: RouteId,
+) -> Result<RouteDecision, DecideError> {
+    let mut candidates = index.candidates(&req.principal, &req.ancestors);
+    candidates.retain(|(r, _)| *r == route);
+    let mut out = RouteDecision {
+        allowed: false,
+        reasons: Vec::new(),
+        errors: Vec::new(),
+    };
+    let Some(action) = index.route_actions.get(route) else {
+        return Ok(out);
+    };
+    if candidates.is_empty() {
+        return Ok(out);
+    }
+    let set = PolicySet::from_policies(
+        candidates
+            .iter()
+            .filter_map(|(_, at)| index.policies.get(*at as usize))
+            .map(|p| p.policy.clone()),
+    )
+    .map_err(|e| DecideError(e.to_string()))?;
+    let request = Request::new(
+        req.principal.clone(),
+        action.clone(),
+        req.resource.clone(),
+        req.context.clone(),
+        None,
+    )
+    .map_err(|e| DecideError(e.to_string()))?;
+    let response = Authorizer::new().is_authorized(&request, &set, &req.entities);
+    out.allowed = response.decision() == Decision::Allow;
+    out.reasons = response.diagnostics().reason().cloned().collect();
+    out.reasons.sort_by_key(ToString::to_string);
+    out.errors = response
+        .diagnostics()
+        .errors()
+        .map(ToString::to_string)
+        .collect();
+    Ok(out)
+}
+
 /// Decides every route for one caller.
 pub fn decide(
     index: &PolicyIndex,

@@ -31,6 +31,7 @@ mod store;
 
 mod explain;
 mod policy_tests;
+mod review;
 pub mod template;
 
 /// `cedargate serve` and the development issuer behind `cedargate token`: development parts,

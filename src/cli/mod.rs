@@ -6,6 +6,7 @@
 //! `serve` and `token` are development parts (the `dev` feature, on by default): a build
 //! without them, as the Lambda artifact is, lists neither and says so when one is asked for.
 
+mod diff;
 mod explain;
 mod invoke;
 mod lambda;
@@ -76,6 +77,8 @@ enum Command {
     Test(test::Args),
     /// Explain the decision for a token or claims: principal, every route, the IAM policy
     Explain(explain::Args),
+    /// Who gains and who loses which route between a base bundle (directory or git revision) and this one
+    Diff(diff::Args),
 }
 
 /// Where a command finds its bundle directory.
@@ -214,6 +217,10 @@ pub fn main() -> ExitCode {
         Command::Explain(args) => {
             init_logging("warn");
             explain::run(&args)
+        }
+        Command::Diff(args) => {
+            init_logging("warn");
+            diff::run(&args)
         }
     }
 }
