@@ -15,7 +15,8 @@
 //!   checks exactly that.
 //! - The repository's demo bundle passes its policy tests with full coverage, and a mutated copy
 //!   fails with a readable diff.
-//! - Both validators accept the reference workloads (`../shared/bench/{demo,large}`).
+//! - Both validators accept the reference workloads (`../shared/bench/{demo,large}`), and both
+//!   bundles of every `cedargate diff` case (`tests/bundles/diff/`, whose tests pass too).
 //!
 //! The stock CLI is taken from PATH (`.ci/run` installs it); without it these tests fail and
 //! say how to install it, rather than skip.
@@ -291,6 +292,34 @@ fn the_valid_bundle_is_valid_for_both() {
     assert!(ok, "{cedar_out}");
     let out = cedargate(&["test", "--bundle", dir.to_str().unwrap()]);
     assert_eq!(code(&out), 0, "{}", text(&out));
+}
+
+#[test]
+fn the_diff_bundles_are_valid_and_pass_their_tests() {
+    let root = bundles().join("diff");
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    cases.sort();
+    assert!(
+        cases.len() >= 7,
+        "the diff cases are missing in {}",
+        root.display()
+    );
+    for case in cases {
+        for side in ["base", "new"] {
+            let dir = case.join(side);
+            let d = dir.to_str().unwrap();
+            let out = cedargate(&["validate", "--deny-warnings", "--bundle", d]);
+            assert_eq!(code(&out), 0, "{d}: {}", text(&out));
+            let out = cedargate(&["test", "--bundle", d]);
+            assert_eq!(code(&out), 0, "{d}: {}", text(&out));
+            let (ok, cedar_out) = stock_validate(&dir);
+            assert!(ok, "{d}: {cedar_out}");
+        }
+    }
 }
 
 #[test]
