@@ -103,7 +103,7 @@ pub fn from_tests(snapshot: &Snapshot, label: &str) -> (Vec<Caller>, usize) {
         for case in &suite.cases {
             out.push(Caller {
                 source: Source::Test,
-                name: format!("{label}{}: {}", suite.file, case.title()),
+                name: format!("{}{label}: {}", suite.file, case.title()),
                 claims: case.claims.clone(),
                 request: case.facts.clone(),
                 chosen: BTreeSet::new(),

@@ -432,7 +432,7 @@ pub fn review(
 
     // Named callers: both bundles' policy tests, then the samples.
     let mut named: Vec<Caller> = Vec::new();
-    for (snapshot, label) in [(new, ""), (old, "base: ")] {
+    for (snapshot, label) in [(new, ""), (old, " (base)")] {
         let (cases, broken) = callers::from_tests(snapshot, label);
         coverage.broken_test_files += broken;
         named.extend(cases);

@@ -88,7 +88,7 @@ fn headline(r: &Review) -> String {
 fn coverage_words(r: &Review) -> String {
     let c = &r.coverage;
     let mut s = format!(
-        "callers: {} from policy tests, {} from samples, {} generated; ",
+        "{} from policy tests, {} from samples, {} generated; ",
         c.tests, c.samples, c.generated
     );
     if c.complete() {
@@ -185,7 +185,7 @@ pub fn text(r: &Review) -> String {
             list_or_none(&renamed)
         );
     }
-    let _ = writeln!(out, "{}", coverage_words(r));
+    let _ = writeln!(out, "callers: {}", coverage_words(r));
     for s in &r.coverage.sampled {
         let _ = writeln!(
             out,
@@ -260,7 +260,7 @@ fn table(out: &mut String, changes: &[&RouteChange], gained: bool) {
     let (who, now) = if gained {
         ("Callers who gain", "Allowed now by")
     } else {
-        ("Callers who lose", "Now")
+        ("Callers who lose", "Denied now by")
     };
     let _ = writeln!(out, "| Routes | {who} | {now} | Before |");
     let _ = writeln!(out, "| --- | --- | --- | --- |");
@@ -275,7 +275,11 @@ fn table(out: &mut String, changes: &[&RouteChange], gained: bool) {
             "| {} | {} | {} | {} |",
             routes.join("<br>"),
             callers.join("<br>"),
-            cell(now.trim_start_matches("allowed by ")),
+            cell(
+                now.trim_start_matches("allowed by ")
+                    .trim_start_matches("forbidden by ")
+                    .trim_start_matches("denied: ")
+            ),
             cell(before)
         );
     }
@@ -347,8 +351,7 @@ pub fn markdown(r: &Review) -> String {
             );
         }
     }
-    let _ = writeln!(out, "\n### Callers considered\n");
-    let _ = writeln!(out, "{}", capitalise(&coverage_words(r)));
+    let _ = writeln!(out, "\n**Callers considered:** {}", coverage_words(r));
     if !r.coverage.sampled.is_empty() {
         let _ = writeln!(out);
         let _ = writeln!(out, "| Sampled route | Tried | Why not every case |");
