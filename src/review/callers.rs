@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
-use super::usage::{self, Atom, Fact, Usage};
+use super::usage::{Atom, Fact, Usage};
 use crate::bundle::Snapshot;
 use crate::facts::{ArnField, AttrType, ContextField};
 use crate::policy_tests::{self, format::DEFAULT_STAGE};
@@ -807,14 +807,4 @@ fn build(base: &Map<String, Value>, dims: &[Dim], combo: &[usize]) -> Caller {
         request,
         chosen,
     }
-}
-
-/// The usages of every policy of a snapshot, by policy id.
-pub fn usages(snapshot: &Snapshot) -> BTreeMap<String, Usage> {
-    let ptype = snapshot.mapping().principal_type().to_string();
-    snapshot
-        .policies
-        .policies()
-        .map(|p| (p.id().to_string(), usage::of(p, &ptype)))
-        .collect()
 }

@@ -149,31 +149,26 @@ impl Review {
     }
 }
 
-/// A policy's body without its annotations: two policies that differ only by `@id` (or by
-/// the file they are in) decide alike.
-fn body(p: &Policy) -> String {
-    match p.to_json() {
-        Ok(mut j) => {
+/// A policy's body without its annotations (from its JSON form): two policies that differ
+/// only by `@id` (or by the file they are in) decide alike.
+fn body(p: &Policy, json: Option<&serde_json::Value>) -> String {
+    match json {
+        Some(j) => {
+            let mut j = j.clone();
             if let Some(o) = j.as_object_mut() {
                 o.remove("annotations");
             }
             j.to_string()
         }
-        Err(_) => p.to_string(),
+        None => p.to_string(),
     }
 }
 
-fn policy_changes(old: &Snapshot, new: &Snapshot) -> PolicyChanges {
-    let ids = |s: &Snapshot| -> BTreeMap<String, String> {
-        s.policies
-            .policies()
-            .map(|p| (p.id().to_string(), body(p)))
-            .collect()
-    };
-    let (before, after) = (ids(old), ids(new));
+fn policy_changes(old: &Prepared<'_>, new: &Prepared<'_>) -> PolicyChanges {
+    let (before, after) = (&old.bodies, &new.bodies);
     let mut out = PolicyChanges::default();
     let mut removed: Vec<(&String, &String)> = Vec::new();
-    for (id, b) in &before {
+    for (id, b) in before {
         match after.get(id) {
             Some(a) if a == b => {}
             Some(_) => out.changed.push(id.clone()),
@@ -204,6 +199,8 @@ struct Prepared<'s> {
     /// The policies whose action scope reaches each route, by route id.
     by_route: Vec<Vec<&'s Policy>>,
     usages: BTreeMap<String, usage::Usage>,
+    /// Each policy's body without annotations, by id.
+    bodies: BTreeMap<String, String>,
 }
 
 impl<'s> Prepared<'s> {
@@ -222,11 +219,21 @@ impl<'s> Prepared<'s> {
                 }
             }
         }
+        let ptype = snapshot.mapping().principal_type().to_string();
+        let mut usages = BTreeMap::new();
+        let mut bodies = BTreeMap::new();
+        for p in snapshot.policies.policies() {
+            let json = p.to_json().ok();
+            let id = p.id().to_string();
+            usages.insert(id.clone(), usage::of_json(p, json.as_ref(), &ptype));
+            bodies.insert(id, body(p, json.as_ref()));
+        }
         Self {
             snapshot,
             routes,
             by_route,
-            usages: callers::usages(snapshot),
+            usages,
+            bodies,
         }
     }
 
@@ -235,8 +242,12 @@ impl<'s> Prepared<'s> {
     }
 
     /// What decides route `r` besides the caller: its policies by body and its action groups.
-    fn route_basis(&self, r: RouteId) -> (Vec<String>, Vec<String>) {
-        let mut bodies: Vec<String> = self.policies(r).iter().map(|p| body(p)).collect();
+    fn route_basis(&self, r: RouteId) -> (Vec<&str>, Vec<String>) {
+        let mut bodies: Vec<&str> = self
+            .policies(r)
+            .iter()
+            .filter_map(|p| self.bodies.get(&p.id().to_string()).map(String::as_str))
+            .collect();
         bodies.sort();
         let mut groups: Vec<String> = self
             .snapshot
@@ -531,7 +542,7 @@ pub fn review(
         routes: gaining,
         routes_added,
         routes_removed,
-        policies: policy_changes(old, new),
+        policies: policy_changes(&po, &pn),
         coverage,
     }
 }

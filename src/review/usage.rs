@@ -107,7 +107,13 @@ impl Ctx {
 }
 
 /// What `policy` reads; `principal_type` tells an id test from a parent test.
+#[cfg(test)]
 pub fn of(policy: &Policy, principal_type: &str) -> Usage {
+    of_json(policy, policy.to_json().ok().as_ref(), principal_type)
+}
+
+/// [`of`], with the policy's JSON form (`Policy::to_json`) already made.
+pub fn of_json(policy: &Policy, json: Option<&Value>, principal_type: &str) -> Usage {
     let mut walk = Walk {
         principal_type,
         usage: Usage::default(),
@@ -125,13 +131,10 @@ pub fn of(policy: &Policy, principal_type: &str) -> Usage {
         }
         ResourceConstraint::Any | ResourceConstraint::Is(_) => {}
     }
-    let conditions = policy
-        .to_json()
-        .ok()
-        .and_then(|j| j.get("conditions").cloned());
+    let conditions = json.and_then(|j| j.get("conditions"));
     match conditions {
         Some(Value::Array(items)) => {
-            for c in &items {
+            for c in items {
                 let pol = match c.get("kind").and_then(Value::as_str) {
                     Some("unless") => Pol::Neg,
                     _ => Pol::Pos,
