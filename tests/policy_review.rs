@@ -1058,6 +1058,27 @@ fn a_git_revision_as_base_gives_the_same_routes_as_the_directory() {
     }
 }
 
+#[test]
+fn a_bundle_at_the_top_of_its_repository_reads_its_base_from_a_revision() {
+    // A policy repository is often the bundle itself: the bundle's path in it is empty.
+    let case = Case::new("role-widened");
+    let from_dirs = case.json();
+    let root = fresh_dir("policy-review-git-top");
+    copy_dir(&case.base, &root);
+    git(&root, &["init", "-q"]);
+    git(&root, &["add", "-A"]);
+    git(&root, &["commit", "-q", "-m", "base"]);
+    for sub in ["schema", "policies", "entities", "policy-tests"] {
+        let _ = std::fs::remove_dir_all(root.join(sub));
+    }
+    copy_dir(&case.new, &root);
+    let from_git = report("HEAD", &root, &[]);
+    assert_eq!(from_git["routes"], from_dirs["routes"]);
+    assert_eq!(from_git["policies"], from_dirs["policies"]);
+    assert_eq!(from_git["widening"], true);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
 // ----- errors -----
 
 #[test]

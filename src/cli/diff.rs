@@ -100,10 +100,12 @@ fn checkout(rev: &str, bundle: &Path) -> Result<(Scratch, PathBuf), String> {
         )
     })?;
     let commit = String::from_utf8_lossy(&commit).trim().to_owned();
-    let listing = git(
-        &top,
-        &["ls-tree", "-r", "-z", "--full-tree", &commit, "--", &prefix],
-    )?;
+    // At the top of the repository the prefix is empty, which git refuses as a pathspec.
+    let mut ls = vec!["ls-tree", "-r", "-z", "--full-tree", commit.as_str()];
+    if !prefix.is_empty() {
+        ls.extend(["--", prefix.as_str()]);
+    }
+    let listing = git(&top, &ls)?;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
