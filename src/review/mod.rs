@@ -111,6 +111,8 @@ pub struct Coverage {
     pub sampled: Vec<Sampled>,
     /// Test files that did not parse (their cases are not among the callers).
     pub broken_test_files: usize,
+    /// Samples whose claims fit neither bundle's schema (a 401 in both): they tell nothing.
+    pub unfit_samples: Vec<String>,
 }
 
 impl Coverage {
@@ -460,6 +462,20 @@ pub fn review(
         let caller = std::sync::Arc::new(caller);
         let before = decide_all(&po, &caller);
         let after = decide_all(&pn, &caller);
+        let unfit = |sides: &HashMap<String, Side>| {
+            sides
+                .values()
+                .all(|s| s.note.as_deref().is_some_and(|n| n.starts_with("401")))
+        };
+        if caller.source == Source::Sample && unfit(&before) && unfit(&after) {
+            let why = before
+                .values()
+                .find_map(|s| s.note.clone())
+                .unwrap_or_default();
+            coverage
+                .unfit_samples
+                .push(format!("{} ({why})", caller.name));
+        }
         for name in &names {
             let b = before.get(name).cloned().unwrap_or_else(absent);
             let a = after.get(name).cloned().unwrap_or_else(absent);

@@ -106,6 +106,14 @@ fn coverage_words(r: &Review) -> String {
             c.routes_complete
         );
     }
+    if !c.unfit_samples.is_empty() {
+        let _ = write!(
+            s,
+            "; {} sample(s) fit neither schema and were refused by both: {}",
+            c.unfit_samples.len(),
+            c.unfit_samples.join(", ")
+        );
+    }
     if c.broken_test_files > 0 {
         let _ = write!(
             s,
@@ -458,6 +466,7 @@ pub fn json(r: &Review) -> Value {
             "routes_unchanged": c.routes_unchanged,
             "routes_sampled": c.sampled.len(),
             "broken_test_files": c.broken_test_files,
+            "unfit_samples": c.unfit_samples,
             "sampled": c.sampled.iter().map(|s| json!({
                 "route": s.route,
                 "why": s.why.join("; "),
