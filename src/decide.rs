@@ -310,28 +310,9 @@ pub fn decide_route(
         reasons: Vec::new(),
         errors: Vec::new(),
     };
-    let Some(action) = index.route_actions.get(route) else {
+    let Some(response) = evaluate(&Authorizer::new(), index, req, route, &candidates)? else {
         return Ok(out);
     };
-    if candidates.is_empty() {
-        return Ok(out);
-    }
-    let set = PolicySet::from_policies(
-        candidates
-            .iter()
-            .filter_map(|(_, at)| index.policies.get(*at as usize))
-            .map(|p| p.policy.clone()),
-    )
-    .map_err(|e| DecideError(e.to_string()))?;
-    let request = Request::new(
-        req.principal.clone(),
-        action.clone(),
-        req.resource.clone(),
-        req.context.clone(),
-        None,
-    )
-    .map_err(|e| DecideError(e.to_string()))?;
-    let response = Authorizer::new().is_authorized(&request, &set, &req.entities);
     out.allowed = response.decision() == Decision::Allow;
     out.reasons = response.diagnostics().reason().cloned().collect();
     out.reasons.sort_by_key(ToString::to_string);
@@ -341,6 +322,44 @@ pub fn decide_route(
         .map(ToString::to_string)
         .collect();
     Ok(out)
+}
+
+/// Cedar's answer for `route` over its candidate policies `group` (`None`: no candidate, or
+/// no such route, which is a default deny).
+fn evaluate(
+    authorizer: &Authorizer,
+    index: &PolicyIndex,
+    req: &CallerRequest,
+    route: RouteId,
+    group: &[(RouteId, u32)],
+) -> Result<Option<cedar_policy::Response>, DecideError> {
+    let Some(action) = index.route_actions.get(route) else {
+        return Ok(None);
+    };
+    if group.is_empty() {
+        return Ok(None);
+    }
+    let Ok(set) = PolicySet::from_policies(
+        group
+            .iter()
+            .filter_map(|(_, at)| index.policies.get(*at as usize))
+            .map(|p| p.policy.clone()),
+    ) else {
+        return Ok(None);
+    };
+    let request = Request::new(
+        req.principal.clone(),
+        action.clone(),
+        req.resource.clone(),
+        req.context.clone(),
+        None,
+    )
+    .map_err(|e| DecideError(e.to_string()))?;
+    Ok(Some(authorizer.is_authorized(
+        &request,
+        &set,
+        &req.entities,
+    )))
 }
 
 /// Decides every route for one caller.
@@ -376,25 +395,9 @@ pub fn decide(
         if !has_permit && detail == Detail::Decision {
             continue;
         }
-        let Some(action) = index.route_actions.get(route) else {
+        let Some(response) = evaluate(&authorizer, index, req, route, group)? else {
             continue;
         };
-        let set = PolicySet::from_policies(
-            group
-                .iter()
-                .filter_map(|(_, at)| index.policies.get(*at as usize))
-                .map(|p| p.policy.clone()),
-        );
-        let Ok(set) = set else { continue };
-        let request = Request::new(
-            req.principal.clone(),
-            action.clone(),
-            req.resource.clone(),
-            req.context.clone(),
-            None,
-        )
-        .map_err(|e| DecideError(e.to_string()))?;
-        let response = authorizer.is_authorized(&request, &set, &req.entities);
         let Ok(route_no) = u32::try_from(route) else {
             continue;
         };

@@ -461,6 +461,19 @@ fn choose_up_to(n: usize, k: usize) -> f64 {
     total
 }
 
+/// Each number literal and its two neighbours: a bound (`>`, `<=`, …) against `n` tells
+/// `n - 1`, `n` and `n + 1` apart, and nothing finer.
+fn around(atoms: &BTreeSet<Atom>) -> BTreeSet<i64> {
+    atoms
+        .iter()
+        .filter_map(|a| match a {
+            Atom::Long(n) => Some(*n),
+            _ => None,
+        })
+        .flat_map(|n| [n.saturating_sub(1), n, n.saturating_add(1)])
+        .collect()
+}
+
 /// One input's values.
 struct Dim {
     knob: Knob,
@@ -537,14 +550,7 @@ fn dims(
                         vals.push(DEFAULT_STAGE.to_owned());
                     }
                 } else if *knob == Knob::Time {
-                    let mut secs: BTreeSet<i64> = atoms
-                        .iter()
-                        .filter_map(|a| match a {
-                            Atom::Long(n) => Some(*n),
-                            _ => None,
-                        })
-                        .flat_map(|n| [n.saturating_sub(1), n, n.saturating_add(1)])
-                        .collect();
+                    let mut secs = around(atoms);
                     secs.insert(default_time_ms() / 1000);
                     picks.extend(secs.into_iter().map(Pick::Long));
                 } else {
@@ -571,14 +577,7 @@ fn dims(
                 picks.extend(sets.into_iter().map(Pick::Strs));
             }
             Shape::Long => {
-                let mut nums: BTreeSet<i64> = atoms
-                    .iter()
-                    .filter_map(|a| match a {
-                        Atom::Long(n) => Some(*n),
-                        _ => None,
-                    })
-                    .flat_map(|n| [n.saturating_sub(1), n, n.saturating_add(1)])
-                    .collect();
+                let mut nums = around(atoms);
                 nums.insert(0);
                 picks.extend(nums.into_iter().map(Pick::Long));
             }
