@@ -386,19 +386,63 @@ fn knob_name(k: &Knob) -> String {
     }
 }
 
-fn strings(atoms: &BTreeSet<Atom>, into: &mut Vec<String>, why: &mut Vec<String>, what: &str) {
-    let patterns = atoms
+/// Whether `s` matches a `like` pattern (`None` pieces match any run of characters).
+fn like(pieces: &[Option<String>], s: &str) -> bool {
+    match pieces.split_first() {
+        None => s.is_empty(),
+        Some((Some(lit), rest)) => s.strip_prefix(lit.as_str()).is_some_and(|t| like(rest, t)),
+        Some((None, rest)) => s
+            .char_indices()
+            .map(|(i, _)| i)
+            .chain(std::iter::once(s.len()))
+            .any(|i| s.get(i..).is_some_and(|t| like(rest, t))),
+    }
+}
+
+/// Strings that match a pattern: wildcards empty, and the first one filled (so that a literal
+/// equal to one of them still leaves a matching value that is not that literal).
+fn pattern_examples(pieces: &[Option<String>]) -> Vec<String> {
+    let plain: String = pieces.iter().flatten().map(String::as_str).collect();
+    let mut out = vec![plain];
+    if let Some(at) = pieces.iter().position(Option::is_none) {
+        let filled: String = pieces
+            .iter()
+            .enumerate()
+            .map(|(i, p)| match p {
+                Some(l) => l.as_str(),
+                None if i == at => "z",
+                None => "",
+            })
+            .collect();
+        out.push(filled);
+    }
+    out
+}
+
+/// The string values the literals split a fact into; returns the `like` patterns among them.
+fn strings(
+    atoms: &BTreeSet<Atom>,
+    into: &mut Vec<String>,
+    why: &mut Vec<String>,
+    what: &str,
+) -> Vec<Vec<Option<String>>> {
+    let patterns: Vec<Vec<Option<String>>> = atoms
         .iter()
-        .filter(|a| matches!(a, Atom::Pattern(_)))
-        .count();
-    if patterns > 1 {
+        .filter_map(|a| match a {
+            Atom::Pattern(p) => Some(p.clone()),
+            _ => None,
+        })
+        .collect();
+    if patterns.len() > 1 {
         why.push(format!(
-            "{what} is matched against {patterns} `like` patterns (a value matching several at once is not searched for)"
+            "{what} is matched against {} `like` patterns (a value matching several at once is not searched for)",
+            patterns.len()
         ));
     }
     for a in atoms {
         match a {
-            Atom::Str(s) | Atom::Pattern(s) => into.push(s.clone()),
+            Atom::Str(s) => into.push(s.clone()),
+            Atom::Pattern(p) => into.extend(pattern_examples(p)),
             Atom::Ip(s) => {
                 if s.contains('/') {
                     why.push(format!(
@@ -413,17 +457,25 @@ fn strings(atoms: &BTreeSet<Atom>, into: &mut Vec<String>, why: &mut Vec<String>
     }
     into.sort();
     into.dedup();
+    patterns
 }
 
-/// A string none of `taken` is.
-fn other(taken: &[String], base: &str) -> String {
-    let mut candidate = base.to_owned();
-    let mut n = 2;
-    while taken.contains(&candidate) {
-        candidate = format!("{base}-{n}");
-        n += 1;
-    }
-    candidate
+/// A string none of `taken` is and no pattern matches: the value no literal names. `None`
+/// when every candidate is taken or matched (a pattern like `*` leaves no such value, and then
+/// there is no such case to try either).
+fn other(taken: &[String], base: &str, patterns: &[Vec<Option<String>>]) -> Option<String> {
+    let candidates = (1..10)
+        .map(|n| {
+            if n == 1 {
+                base.to_owned()
+            } else {
+                format!("{base}-{n}")
+            }
+        })
+        .chain(["", "0", "~", "-", "Z9"].map(str::to_owned));
+    candidates
+        .into_iter()
+        .find(|c| !taken.contains(c) && !patterns.iter().any(|p| like(p, c)))
 }
 
 /// Every subset of `items` with at most `k` elements, smallest first, until `cap`.
@@ -533,7 +585,7 @@ fn dims(
         match shape {
             Shape::Id | Shape::Str | Shape::Text => {
                 let mut vals = Vec::new();
-                strings(atoms, &mut vals, &mut why, &what);
+                let patterns = strings(atoms, &mut vals, &mut why, &what);
                 let base = match knob {
                     Knob::SourceIp => "192.0.2.1",
                     Knob::Stage => DEFAULT_STAGE,
@@ -553,8 +605,7 @@ fn dims(
                     let mut secs = around(atoms);
                     secs.insert(default_time_ms() / 1000);
                     picks.extend(secs.into_iter().map(Pick::Long));
-                } else {
-                    let o = other(&vals, base);
+                } else if let Some(o) = other(&vals, base, &patterns) {
                     vals.push(o);
                 }
                 if *knob != Knob::Time {
@@ -563,9 +614,10 @@ fn dims(
             }
             Shape::Strings { .. } => {
                 let mut vals = Vec::new();
-                strings(atoms, &mut vals, &mut why, &what);
-                let o = other(&vals, OTHER);
-                vals.push(o);
+                let patterns = strings(atoms, &mut vals, &mut why, &what);
+                if let Some(o) = other(&vals, OTHER, &patterns) {
+                    vals.push(o);
+                }
                 let (sets, all) = subsets(&vals, vals.len(), budget.max(1));
                 if !all {
                     why.push(format!(
@@ -805,5 +857,27 @@ fn build(base: &Map<String, Value>, dims: &[Dim], combo: &[usize]) -> Caller {
         claims: Value::Object(claims),
         request,
         chosen,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_matches_as_cedar_does_and_other_values_stay_outside_every_pattern() {
+        let p = vec![None, Some("@x.example".to_owned())];
+        assert!(like(&p, "@x.example") && like(&p, "a@x.example"));
+        assert!(!like(&p, "a@x.example.org"));
+        let ab = vec![Some("a".to_owned()), None, Some("b".to_owned())];
+        assert!(like(&ab, "ab") && like(&ab, "a-b") && !like(&ab, "ba"));
+        for e in pattern_examples(&ab) {
+            assert!(like(&ab, &e), "{e}");
+        }
+        // `*e*` matches the usual stand-in value: another one is chosen.
+        let e = vec![None, Some("e".to_owned()), None];
+        let o = other(&[], OTHER, std::slice::from_ref(&e)).expect("a value outside `*e*`");
+        assert!(!like(&e, &o));
+        assert_eq!(other(&[], OTHER, &[vec![None]]), None);
     }
 }

@@ -49,8 +49,8 @@ pub enum Atom {
         ty: String,
         id: String,
     },
-    /// A `like` pattern, as a string that matches it.
-    Pattern(String),
+    /// A `like` pattern: its pieces, `None` for a wildcard.
+    Pattern(Vec<Option<String>>),
     /// An `ip("…")` literal, an address or a range.
     Ip(String),
 }
@@ -238,13 +238,21 @@ fn value_atoms(v: &Value) -> Option<Vec<Atom>> {
     }
 }
 
-/// A string that matches a `like` pattern (wildcards matched by nothing).
-fn pattern_example(pattern: &Value) -> Option<String> {
-    let mut out = String::new();
+/// A `like` pattern's pieces (`None`: a wildcard).
+fn pattern_pieces(pattern: &Value) -> Option<Vec<Option<String>>> {
+    // Cedar's JSON gives one piece per character: runs are joined, wildcards merged.
+    let mut out: Vec<Option<String>> = Vec::new();
     for piece in pattern.as_array()? {
-        match piece {
-            Value::String(w) if w == "Wildcard" => {}
-            Value::Object(o) => out.push_str(o.get("Literal")?.as_str()?),
+        match (piece, out.last_mut()) {
+            (Value::String(w), Some(None)) if w == "Wildcard" => {}
+            (Value::String(w), _) if w == "Wildcard" => out.push(None),
+            (Value::Object(o), last) => {
+                let lit = o.get("Literal")?.as_str()?;
+                match last {
+                    Some(Some(run)) => run.push_str(lit),
+                    _ => out.push(Some(lit.to_owned())),
+                }
+            }
             _ => return None,
         }
     }
@@ -347,8 +355,9 @@ impl Walk<'_> {
             }
             "==" | "!=" => self.compare(left, right),
             "in" => self.member(left, right, ctx),
+            // `fact.contains(literal)`, and `[literals].contains(fact)` alike.
             "contains" | "containsAll" | "containsAny" => {
-                self.fact_vs_literals(left, right, false);
+                self.fact_vs_literals(left, right, true);
             }
             "isEmpty" => match body.get("arg").and_then(access) {
                 Some(f) => self.record(f, []),
@@ -377,8 +386,8 @@ impl Walk<'_> {
             }
             "like" => {
                 let fact = left.and_then(access);
-                let example = body.get("pattern").and_then(pattern_example);
-                match (fact, example) {
+                let pieces = body.get("pattern").and_then(pattern_pieces);
+                match (fact, pieces) {
                     (Some(f), Some(x)) => self.record(f, [Atom::Pattern(x)]),
                     _ => self.children(body),
                 }
@@ -514,11 +523,16 @@ mod tests {
     }
 
     #[test]
-    fn like_patterns_give_a_matching_example() {
+    fn like_patterns_and_literal_sets_are_read() {
         let u = usage(
             r#"permit(principal, action, resource) when { principal.email like "*@partner.example" };"#,
         );
         assert!(u.facts[&Fact::PrincipalAttr("email".into())]
-            .contains(&Atom::Pattern("@partner.example".into())));
+            .contains(&Atom::Pattern(vec![None, Some("@partner.example".into())])));
+        let u = usage(
+            r#"permit(principal, action, resource) when { principal has email && ["a@x", "b@x"].contains(principal.email) };"#,
+        );
+        assert!(u.unmodelled.is_empty(), "{:?}", u.unmodelled);
+        assert!(u.facts[&Fact::PrincipalAttr("email".into())].contains(&Atom::Str("b@x".into())));
     }
 }
