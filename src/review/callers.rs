@@ -32,7 +32,10 @@ use serde_json::{Map, Value};
 use super::usage::{Atom, Fact, Usage};
 use crate::bundle::Snapshot;
 use crate::facts::{ArnField, AttrType, ContextField};
-use crate::policy_tests::{self, format::DEFAULT_STAGE};
+use crate::policy_tests::{
+    self,
+    format::{DEFAULT_STAGE, DEFAULT_TIME},
+};
 
 /// Where a caller comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -90,9 +93,9 @@ pub fn default_request() -> policy_tests::Facts {
     }
 }
 
+/// The policy tests' default time, in Unix milliseconds.
 fn default_time_ms() -> i64 {
-    // 2025-01-01T00:00:00Z, the policy tests' default time.
-    1_735_689_600_000
+    crate::time::parse_rfc3339_millis(DEFAULT_TIME).unwrap_or(0)
 }
 
 /// Every case of the bundle's policy tests, as callers.
