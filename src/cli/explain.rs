@@ -204,7 +204,7 @@ fn token_claims(raw: &str, unverified: bool) -> Result<(VerifiedClaims, ClaimsOr
     let Some(cfg) = cfg else {
         return Err(Failure::Error("no configuration to verify with".to_owned()));
     };
-    let rt = super::runtime()
+    let rt = super::build_runtime()
         .map_err(|e| Failure::Error(format!("cannot start the async runtime: {e}")))?;
     let claims = rt.block_on(async {
         let keys = KeyStore::new(&cfg)
@@ -399,10 +399,7 @@ fn load_snapshot(args: &Args) -> Result<Arc<Snapshot>, ExitCode> {
             .is_some_and(|s| s.trim().starts_with("s3://"));
     if s3 {
         let cfg = PolicyConfig::from_env(&ProcessEnv).map_err(|e| super::config_failure(&e))?;
-        let rt = super::runtime().map_err(|e| {
-            eprintln!("cedargate: cannot start the async runtime: {e}");
-            ExitCode::from(1)
-        })?;
+        let rt = super::runtime()?;
         let store = Arc::new(Store::new(&cfg));
         rt.block_on(store.refresh_now());
         return store.current().ok_or_else(|| {

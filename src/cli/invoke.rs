@@ -59,10 +59,7 @@ pub fn run(args: &Args, env: &dyn Env) -> ExitCode {
     };
     let rt = match super::runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cedargate: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let authorizer = match rt.block_on(crate::build_authorizer(&config)) {
         Ok(a) => a,

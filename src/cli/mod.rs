@@ -153,10 +153,18 @@ fn diagnostic_filter(lambda_level: Option<&str>, own: Option<&str>, default: &st
     format!("{base},lambda_runtime=debug,lambda_runtime_api_client=debug")
 }
 
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+fn build_runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
+}
+
+/// The async runtime, or exit code 1 with the reason printed once.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    build_runtime().map_err(|e| {
+        eprintln!("cedargate: cannot start the async runtime: {e}");
+        ExitCode::from(1)
+    })
 }
 
 pub fn main() -> ExitCode {

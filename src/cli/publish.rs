@@ -128,22 +128,19 @@ pub fn run(args: &Args) -> ExitCode {
     };
     let rt = match super::runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cedargate: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     rt.block_on(async {
         let client = crate::store::s3::client(std::time::Duration::from_secs(60)).await;
-        let put = client
-            .put_object()
-            .bucket(&bucket)
-            .key(&key)
-            .content_type("application/json")
-            .metadata("cedargate-digest", &object.digest)
-            .body(body.into_bytes().into())
-            .send()
-            .await;
+        let put = crate::store::s3::put_bundle(
+            &client,
+            &bucket,
+            &key,
+            &object.digest,
+            &[],
+            body.into_bytes(),
+        )
+        .await;
         match put {
             Ok(out) => {
                 println!(

@@ -50,10 +50,7 @@ pub fn run(args: &Args) -> ExitCode {
     };
     let rt = match super::runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cedargate: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     rt.block_on(rollback(bucket, key, version))
 }
@@ -124,16 +121,15 @@ async fn rollback(bucket: String, key: String, version: String) -> ExitCode {
             }
         }
     }
-    let put = client
-        .put_object()
-        .bucket(&bucket)
-        .key(&key)
-        .content_type("application/json")
-        .metadata("cedargate-digest", &published.digest)
-        .metadata("cedargate-rollback-of", &version)
-        .body(old.bytes.into())
-        .send()
-        .await;
+    let put = crate::store::s3::put_bundle(
+        &client,
+        &bucket,
+        &key,
+        &published.digest,
+        &[("cedargate-rollback-of", &version)],
+        old.bytes,
+    )
+    .await;
     match put {
         Ok(out) => {
             println!(

@@ -70,10 +70,7 @@ pub fn run(args: &Args, env: &dyn Env) -> ExitCode {
     };
     let rt = match super::runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cedargate: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     match rt.block_on(crate::serve::run(options, env)) {
         Ok(()) => ExitCode::SUCCESS,

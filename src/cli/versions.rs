@@ -232,10 +232,7 @@ pub fn run(args: &Args) -> ExitCode {
     };
     let rt = match super::runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cedargate: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     rt.block_on(async {
         let client = crate::store::s3::client(TIMEOUT).await;

@@ -71,6 +71,32 @@ fn custom_endpoint() -> bool {
         .any(|v| std::env::var(v).is_ok_and(|s| !s.trim().is_empty()))
 }
 
+/// What an upload of a bundle object answered: its ETag and version id.
+pub type Uploaded = aws_sdk_s3::operation::put_object::PutObjectOutput;
+
+/// Uploads a bundle object (`publish`, `rollback`): JSON, with its digest as object metadata so
+/// that `versions` and people reading the bucket see which bundle a version holds without
+/// downloading it. `extra` is more metadata (a rollback names the version it restores).
+pub async fn put_bundle(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    digest: &str,
+    extra: &[(&str, &str)],
+    bytes: Vec<u8>,
+) -> Result<Uploaded, SdkError<aws_sdk_s3::operation::put_object::PutObjectError>> {
+    let mut put = client
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .content_type("application/json")
+        .metadata("cedargate-digest", digest);
+    for (k, v) in extra {
+        put = put.metadata(*k, *v);
+    }
+    put.body(bytes.into()).send().await
+}
+
 /// An S3 client from the standard AWS configuration chain.
 pub async fn client(timeout: Duration) -> Client {
     let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
